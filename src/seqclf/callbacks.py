@@ -1,0 +1,177 @@
+"""Callbacks: small objects the trainer calls at six points of a run.
+
+A callback overrides any of the no-op methods of :class:`Callback`. It stops training
+by setting ``trainer.state.should_stop = True``; a stateful callback implements
+``state_dict``/``load_state_dict`` so that a resumed run resumes it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from torch import Tensor
+
+from .data import Batch
+from .history import Record
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutput:
+    """What one training step produced; tensors stay on the device (read them sparingly).
+
+    Attributes:
+        loss: the batch's mean loss, a 0-d tensor, detached.
+        logits: ``(B, C)`` logits, detached.
+        batch: the batch the step trained on.
+        batch_index: the batch's index within the epoch (0-based).
+    """
+
+    loss: Tensor
+    logits: Tensor
+    batch: Batch
+    batch_index: int
+
+
+class Callback:
+    """Base class: every event is a no-op; override the ones you need."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first step of ``fit`` (also of a resumed fit)."""
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        """Before the first batch of an epoch (``trainer.state.epoch`` is its index)."""
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        """After each optimizer step (``trainer.state.step`` counts steps in all)."""
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """After the end-of-epoch evaluation of ``eval_data``."""
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        """After an epoch; ``record`` is the entry just added to ``trainer.history``."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """After the last epoch, or after training was stopped."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-data state to store in a checkpoint (stateless callbacks return ``{}``)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored metric has not improved for ``patience`` epochs.
+
+    Args:
+        monitor: a key of the epoch record, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        patience: epochs without improvement before stopping.
+        mode: ``"min"`` if smaller is better, ``"max"`` if larger is better.
+        min_delta: the smallest change that counts as an improvement.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 3,
+        mode: Literal["min", "max"] = "min",
+        min_delta: float = 0.0,
+    ) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be an int >= 1; got {patience!r}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0; got {min_delta!r}")
+        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.best = math.inf if mode == "min" else -math.inf
+        self.bad_epochs = 0
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        value = record.get(self.monitor)
+        if not isinstance(value, (int, float)):
+            raise KeyError(
+                f"EarlyStopping monitor must name a numeric key of the epoch record "
+                f"{sorted(record)}; got {self.monitor!r}"
+            )
+        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        if better:
+            self.best, self.bad_epochs = float(value), 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
+            trainer.state.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+
+    def __repr__(self) -> str:
+        return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, mode={self.mode!r})"
+
+
+class PeriodicEvaluation(Callback):
+    """Evaluate on a (small) held-out set every ``every_n_steps`` batches of each epoch.
+
+    This is the classic tutorial's "every 10 steps, test on 200 images" loop. The data
+    is checked and moved to the device once, at fit start; evaluation runs under
+    ``torch.inference_mode()`` and reads the step's loss only when it reports.
+
+    Args:
+        data: anything ``Trainer.evaluate`` accepts.
+        every_n_steps: evaluate after batches ``0, n, 2n, ...`` of each epoch.
+        report: called with each result, a dict with ``epoch``, ``batch``, ``step``,
+            ``train_loss``, ``loss`` and ``accuracy``; by default results are logged.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        every_n_steps: int = 10,
+        report: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be an int >= 1; got {every_n_steps!r}")
+        self.data, self.every_n_steps, self.report = data, every_n_steps, report
+        self.results: list[dict[str, float]] = []
+        self._source: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._source = trainer.as_source(self.data, name="PeriodicEvaluation data")
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        if output.batch_index % self.every_n_steps != 0:
+            return
+        metrics = trainer.evaluate(self._source)
+        result = {
+            "epoch": trainer.state.epoch,
+            "batch": output.batch_index,
+            "step": trainer.state.step,
+            "train_loss": float(output.loss),
+            "loss": metrics["loss"],
+            "accuracy": metrics["accuracy"],
+        }
+        self.results.append(result)
+        if self.report is not None:
+            self.report(result)
+        else:
+            logger.info(
+                "epoch %d batch %d: train loss %.4f, eval accuracy %.4f",
+                trainer.state.epoch, output.batch_index, result["train_loss"], result["accuracy"],
+            )
+
+    def __repr__(self) -> str:
+        return f"PeriodicEvaluation(every_n_steps={self.every_n_steps})"

@@ -1,0 +1,91 @@
+"""MNIST and Fashion-MNIST as sequence datasets: each image is 28 steps of 28 pixels.
+
+Thin adapters over torchvision's readers. The images stay uint8 tensors (MNIST's
+training set is 47 MB) and :func:`~seqclf.image_rows_as_sequence` runs on whole
+batches, so the trainer never touches individual items.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .data import TensorSequenceDataset
+from .transforms import image_rows_as_sequence
+
+_SOURCES = {
+    "MNIST": "https://yann.lecun.com/exdb/mnist/ (or torchvision's mirrors)",
+    "FashionMNIST": "https://github.com/zalandoresearch/fashion-mnist",
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are missing and could not be downloaded."""
+
+
+def mnist(root: str | os.PathLike[str], *, train: bool = True, download: bool = False) -> TensorSequenceDataset:
+    """The MNIST digits as ``(sequence (28, 28) float in [0, 1], label)`` items.
+
+    Args:
+        root: the folder holding ``MNIST/raw/`` (torchvision's layout), or a parent
+            holding ``mnist/MNIST/raw/``.
+        train: the 60,000 training images, or else the 10,000 test images.
+        download: fetch missing files with torchvision first.
+
+    Raises:
+        DatasetNotFoundError: files are missing (or the download failed); the message
+            names the missing files, where they must go and how to get them.
+    """
+    return _load("MNIST", root, train=train, download=download)
+
+
+def fashion_mnist(
+    root: str | os.PathLike[str], *, train: bool = True, download: bool = False
+) -> TensorSequenceDataset:
+    """Fashion-MNIST as ``(sequence (28, 28) float in [0, 1], label)`` items; see :func:`mnist`.
+
+    ``root`` holds ``FashionMNIST/raw/``, or is a parent holding ``fashion-mnist/FashionMNIST/raw/``.
+    """
+    return _load("FashionMNIST", root, train=train, download=download)
+
+
+def _load(name: str, root: str | os.PathLike[str], *, train: bool, download: bool) -> TensorSequenceDataset:
+    import torchvision
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or os.PathLike); got {type(root).__name__}")
+    root_path = _resolve_root(Path(root), name)
+    split = "train" if train else "t10k"
+    files = [f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"]
+    raw = root_path / name / "raw"
+    missing = [f for f in files if not (raw / f).is_file()]
+    if missing and download:
+        try:
+            getattr(torchvision.datasets, name)(str(root_path), train=train, download=True)
+        except Exception as error:  # urllib, HTTP, checksum: all mean "not available"
+            raise DatasetNotFoundError(
+                _missing_message(name, raw, missing, f"The download failed ({type(error).__name__}: {error}).")
+            ) from None
+        missing = [f for f in files if not (raw / f).is_file()]
+    if missing:
+        raise DatasetNotFoundError(_missing_message(name, raw, missing, "download was not requested."))
+    images = read_image_file(str(raw / files[0]))  # (N, 28, 28) uint8
+    labels = read_label_file(str(raw / files[1]))  # (N,) int64
+    return TensorSequenceDataset(images.unsqueeze(1), labels, transform=image_rows_as_sequence)
+
+
+def _resolve_root(root: Path, name: str) -> Path:
+    nested = root / {"MNIST": "mnist", "FashionMNIST": "fashion-mnist"}[name]
+    if not (root / name).is_dir() and (nested / name).is_dir():
+        return nested
+    return root
+
+
+def _missing_message(name: str, raw: Path, missing: list[str], why: str) -> str:
+    return (
+        f"{name} files are missing: {', '.join(missing)}; {why} "
+        f"They must be in {raw}/ (uncompressed IDX files). Get them with download=True "
+        f"(the example's default; --no-download turns it off) on a machine with internet "
+        f"access, or copy the files there from {_SOURCES[name]}."
+    )

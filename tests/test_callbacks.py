@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from seqclf import Callback, SequenceClassifier, Trainer
+from seqclf.callbacks import EarlyStopping, PeriodicEvaluation, StepOutput
+from seqclf.history import Record
+
+from .conftest import make_sequences
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.events.append("fit_start")
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        self.events.append(f"epoch_start {trainer.state.epoch}")
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        self.events.append(f"batch {output.batch_index} step {trainer.state.step}")
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.events.append(f"evaluate {sorted(metrics)}")
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        self.events.append(f"epoch_end {record['epoch']}")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.events.append("fit_end")
+
+
+def trainer_with(*callbacks: Callback, epochs: int = 2) -> Trainer:
+    model = SequenceClassifier(3, 8, 2)
+    return Trainer(model, epochs=epochs, batch_size=8, seed=0, device="cpu", callbacks=callbacks)
+
+
+def test_events_arrive_in_order() -> None:
+    recorder = Recorder()
+    x, y = make_sequences(16)
+    trainer_with(recorder).fit((x, y), (x, y))
+    evaluate = "evaluate ['accuracy', 'loss', 'samples']"
+    assert recorder.events == [
+        "fit_start",
+        "epoch_start 0", "batch 0 step 1", "batch 1 step 2", evaluate, "epoch_end 0",
+        "epoch_start 1", "batch 0 step 3", "batch 1 step 4", evaluate, "epoch_end 1",
+        "fit_end",
+    ]
+
+
+def test_a_callback_stops_training_with_the_flag() -> None:
+    class StopAfterThreeSteps(Callback):
+        def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            if trainer.state.step == 3:
+                trainer.state.should_stop = True
+
+    recorder = Recorder()
+    x, y = make_sequences(32)
+    trainer = trainer_with(StopAfterThreeSteps(), recorder, epochs=5)
+    history = trainer.fit((x, y))
+    assert trainer.state.step == 3 and len(history) == 1
+    assert recorder.events[-2:] == ["epoch_end 0", "fit_end"]
+
+
+def test_early_stopping_on_a_metric_that_stops_improving() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=2)
+    x, y = make_sequences(32)
+    trainer = trainer_with(stopper, epochs=50)
+    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)  # nothing ever improves
+    history = trainer.fit((x, y), (x, y))
+    assert len(history) == 3  # the first epoch sets the best, two more without improvement
+    assert stopper.state_dict() == {"best": history[0]["val_loss"], "bad_epochs": 2}
+    restored = EarlyStopping(monitor="val_loss", patience=2)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.state_dict() == stopper.state_dict()
+
+
+def test_early_stopping_names_a_missing_monitor() -> None:
+    x, y = make_sequences(16)
+    with pytest.raises(KeyError, match="EarlyStopping monitor must name a numeric key of the epoch record"):
+        trainer_with(EarlyStopping(monitor="val_loss")).fit((x, y))  # no eval data: no val_loss
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"patience": 0}, "patience must be an int >= 1; got 0"),
+        ({"mode": "up"}, "mode must be 'min' or 'max'; got 'up'"),
+        ({"min_delta": -1.0}, "min_delta must be >= 0; got -1.0"),
+    ],
+)
+def test_early_stopping_validation(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EarlyStopping(**kwargs)
+
+
+def test_periodic_evaluation_runs_every_n_batches_of_each_epoch() -> None:
+    x, y = make_sequences(40)
+    reports: list[dict[str, float]] = []
+    periodic = PeriodicEvaluation((x[:10], y[:10]), every_n_steps=2, report=reports.append)
+    trainer = trainer_with(periodic)
+    trainer.fit((x, y))  # 5 batches per epoch: batches 0, 2 and 4
+    assert [(r["epoch"], r["batch"]) for r in reports] == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 2), (1, 4)]
+    assert reports == periodic.results
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["train_loss"] > 0 for r in reports)
+    assert reports[-1]["accuracy"] == trainer.evaluate((x[:10], y[:10]))["accuracy"]
+    assert trainer.model.training
+
+
+def test_periodic_evaluation_validation() -> None:
+    with pytest.raises(ValueError, match="every_n_steps must be an int >= 1; got 0"):
+        PeriodicEvaluation(None, every_n_steps=0)
+    x, y = make_sequences(8)
+    with pytest.raises(ValueError, match=r"PeriodicEvaluation data sequences must have shape \(batch, time, 3\)"):
+        trainer_with(PeriodicEvaluation((torch.randn(4, 2), y[:4]))).fit((x, y))

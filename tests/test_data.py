@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from seqclf import TensorSequenceDataset, image_rows_as_sequence, pad_sequences
+from seqclf.data import DatasetSource, LoaderSource, TensorSource, as_source, collate_sequences, epoch_plan
+
+CPU = torch.device("cpu")
+
+
+def test_epoch_plan_covers_every_index_once_and_depends_only_on_seed_and_epoch() -> None:
+    plan = epoch_plan(10, 4, seed=3, epoch=1)
+    assert [len(b) for b in plan] == [4, 4, 2]
+    assert sorted(torch.cat(plan).tolist()) == list(range(10))
+    assert all(torch.equal(a, b) for a, b in zip(plan, epoch_plan(10, 4, seed=3, epoch=1)))
+    assert not torch.equal(torch.cat(plan), torch.cat(epoch_plan(10, 4, seed=3, epoch=2)))
+    assert torch.equal(torch.cat(epoch_plan(5, 2, seed=None)), torch.arange(5))
+
+
+def test_epoch_plan_shards_global_batches_across_ranks() -> None:
+    whole = epoch_plan(10, 4, seed=1)
+    ranks = [epoch_plan(10, 2, seed=1, rank=r, world_size=2) for r in range(2)]
+    for global_batch, part0, part1 in zip(whole, *ranks):
+        assert torch.equal(torch.cat([part0, part1]), global_batch)
+
+
+def test_pad_sequences() -> None:
+    x, lengths = pad_sequences([torch.ones(2, 3), torch.ones(4, 3)])
+    assert x.shape == (2, 4, 3) and lengths.tolist() == [2, 4]
+    assert x[0, 2:].abs().sum() == 0
+    with pytest.raises(ValueError, match="sequences must not be empty"):
+        pad_sequences([])
+    with pytest.raises(ValueError, match=r"sequences\[1\] must be a \(time, features\) tensor; got \(3,\)"):
+        pad_sequences([torch.ones(2, 3), torch.ones(3)])
+
+
+def test_collate_pads_ragged_items_and_keeps_given_lengths() -> None:
+    batch = collate_sequences([(torch.ones(2, 3), 1), (torch.ones(4, 3), 0)])
+    assert batch.x.shape == (2, 4, 3) and batch.lengths is not None and batch.lengths.tolist() == [2, 4]
+    assert batch.y is not None and batch.y.tolist() == [1, 0]
+    same = collate_sequences([(torch.ones(4, 3), 3, 1), (torch.ones(4, 3), 4, 0)])
+    assert same.lengths is not None and same.lengths.tolist() == [3, 4]
+    assert collate_sequences([(torch.ones(4, 3), 1), (torch.ones(4, 3), 0)]).lengths is None
+    with pytest.raises(ValueError, match=r"dataset items must be \(sequence, label\) or \(sequence, length, label\)"):
+        collate_sequences([torch.ones(3)])  # type: ignore[list-item]
+
+
+def test_tensor_dataset_transforms_whole_batches() -> None:
+    images = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
+    dataset = TensorSequenceDataset(images, torch.arange(10), transform=image_rows_as_sequence)
+    x, y = dataset[3]
+    torch.testing.assert_close(x, images[3, 0].float() / 255)
+    source = as_source(dataset, CPU, input_size=28, num_classes=10)
+    assert isinstance(source, TensorSource)
+    (batch,) = list(source.batches([torch.tensor([3, 5])]))
+    torch.testing.assert_close(batch.x[0], x)
+    assert batch.y is not None and batch.y.tolist() == [3, 5]
+    assert len(dataset.subset(slice(4))) == 4 and dataset.subset([1, 2]).y.tolist() == [1, 2]
+
+
+def test_sources_for_each_kind_of_data() -> None:
+    x, y = torch.randn(6, 5, 3), torch.randint(0, 2, (6,))
+    assert isinstance(as_source((x, y), CPU), TensorSource)
+    assert isinstance(as_source(TensorDataset(x, y), CPU), TensorSource)
+    ragged = as_source(([torch.randn(n, 3) for n in (2, 5, 4)], torch.tensor([0, 1, 0])), CPU)
+    assert isinstance(ragged, TensorSource) and ragged.lengths is not None
+    assert ragged.lengths.tolist() == [2, 5, 4]
+
+    class Items(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+        def __len__(self) -> int:
+            return 6
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return x[i], int(y[i])
+
+    items = as_source(Items(), CPU)
+    assert isinstance(items, DatasetSource)
+    batches = list(items.batches(epoch_plan(6, 4, seed=None)))
+    torch.testing.assert_close(torch.cat([b.x for b in batches]), x)
+    loader = as_source(DataLoader(TensorDataset(x, y), batch_size=4), CPU)
+    assert isinstance(loader, LoaderSource)
+    assert [len(b.x) for b in loader.batches(None)] == [4, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        ((torch.randn(4, 5), torch.zeros(4, dtype=torch.long)), ValueError, r"train_data sequences must have shape \(batch, time, 3\); got \(4, 5\)"),
+        ((torch.randn(4, 5, 2), torch.zeros(4, dtype=torch.long)), ValueError, r"must have shape \(batch, time, 3\); got \(4, 5, 2\)"),
+        ((torch.ones(4, 5, 3, dtype=torch.int64), torch.zeros(4, dtype=torch.long)), TypeError, "must be floating point; got dtype torch.int64"),
+        ((torch.full((4, 5, 3), float("nan")), torch.zeros(4, dtype=torch.long)), ValueError, "must be finite; got 60 NaN or Inf values"),
+        ((torch.randn(4, 5, 3), torch.zeros(4)), TypeError, "train_data labels y must be an integer tensor; got dtype torch.float32"),
+        ((torch.randn(4, 5, 3), torch.tensor([0, 1, 2, 1])), ValueError, r"labels y must lie in \[0, 2\) \(num_classes\); got values from 0 to 2"),
+        ((torch.randn(4, 5, 3), torch.tensor([0, -1, 0, 1])), ValueError, r"labels y must lie in \[0, 2\)"),
+        ((torch.randn(4, 5, 3), torch.zeros(3, dtype=torch.long)), ValueError, r"labels y must have shape \(4,\); got \(3,\)"),
+        ((torch.randn(0, 5, 3), torch.zeros(0, dtype=torch.long)), ValueError, "train_data must hold at least one sequence; got an empty dataset"),
+        ((torch.randn(4, 5, 3), torch.tensor([5, 5]), torch.zeros(4, dtype=torch.long)), ValueError, r"lengths must have shape \(4,\); got \(2,\)"),
+        ((torch.randn(4, 5, 3), torch.tensor([5, 0, 1, 1]), torch.zeros(4, dtype=torch.long)), ValueError, r"lengths must lie in \[1, 5\]"),
+        ((torch.randn(4, 5, 3), torch.tensor([5, 6, 1, 1]), torch.zeros(4, dtype=torch.long)), ValueError, r"got values from 1 to 6"),
+        ((torch.randn(4, 5, 3), torch.ones(4), torch.zeros(4, dtype=torch.long)), TypeError, "lengths must be an integer tensor; got dtype torch.float32"),
+        ((torch.randn(4, 5, 3),), ValueError, r"train_data must be \(X, y\) or \(X, lengths, y\); got a tuple of 1 items"),
+        ("a string", TypeError, "train_data must be a .* got str"),
+        (("x", torch.zeros(4, dtype=torch.long)), TypeError, "X must be a torch.Tensor or a list of tensors; got str"),
+    ],
+)
+def test_bad_data_is_refused_with_a_clear_message(data: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        as_source(data, CPU, input_size=3, num_classes=2, name="train_data")
+
+
+def test_tensor_dataset_validation() -> None:
+    with pytest.raises(ValueError, match="x and y must have the same length; got 3 and 2"):
+        TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(2))
+    with pytest.raises(TypeError, match="x and y must be torch.Tensors; got list and Tensor"):
+        TensorSequenceDataset([1, 2], torch.zeros(2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
+        TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqclf
+from seqclf.datasets import DatasetNotFoundError
+
+
+def test_mnist_test_set_from_the_shared_layout(data_dir: Path) -> None:
+    digits = seqclf.datasets.mnist(data_dir, train=False)
+    assert len(digits) == 10_000
+    x, y = digits[0]
+    assert x.shape == (28, 28) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) > 0.5
+    assert int(y) == 7  # the first MNIST test digit is a 7
+    assert digits.x.dtype == torch.uint8  # held compactly, transformed per batch
+    assert torch.equal(seqclf.datasets.mnist(data_dir / "mnist", train=False).y, digits.y)
+
+
+def test_fashion_mnist_both_splits(data_dir: Path) -> None:
+    train = seqclf.datasets.fashion_mnist(data_dir, train=True)
+    test = seqclf.datasets.fashion_mnist(data_dir, train=False)
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert sorted(train.y.unique().tolist()) == list(range(10))
+
+
+def test_missing_files_say_which_where_and_how(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as raised:
+        seqclf.datasets.mnist(tmp_path, train=True)
+    message = str(raised.value)
+    assert "train-images-idx3-ubyte, train-labels-idx1-ubyte" in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert "download=True" in message
+
+
+def test_failed_download_is_a_clear_error_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DatasetNotFoundError, match=r"The download failed \(URLError.*They must be in"):
+        seqclf.datasets.fashion_mnist(tmp_path, train=False, download=True)
+
+
+def test_root_must_be_a_path() -> None:
+    with pytest.raises(TypeError, match="root must be a path"):
+        seqclf.datasets.mnist(3)  # type: ignore[arg-type]
