@@ -14,7 +14,7 @@ def test_epoch_plan_covers_every_index_once_and_depends_only_on_seed_and_epoch()
     plan = epoch_plan(10, 4, seed=3, epoch=1)
     assert [len(b) for b in plan] == [4, 4, 2]
     assert sorted(torch.cat(plan).tolist()) == list(range(10))
-    assert all(torch.equal(a, b) for a, b in zip(plan, epoch_plan(10, 4, seed=3, epoch=1)))
+    assert all(torch.equal(a, b) for a, b in zip(plan, epoch_plan(10, 4, seed=3, epoch=1), strict=True))
     assert not torch.equal(torch.cat(plan), torch.cat(epoch_plan(10, 4, seed=3, epoch=2)))
     assert torch.equal(torch.cat(epoch_plan(5, 2, seed=None)), torch.arange(5))
 
@@ -22,7 +22,7 @@ def test_epoch_plan_covers_every_index_once_and_depends_only_on_seed_and_epoch()
 def test_epoch_plan_shards_global_batches_across_ranks() -> None:
     whole = epoch_plan(10, 4, seed=1)
     ranks = [epoch_plan(10, 2, seed=1, rank=r, world_size=2) for r in range(2)]
-    for global_batch, part0, part1 in zip(whole, *ranks):
+    for global_batch, part0, part1 in zip(whole, *ranks, strict=True):
         assert torch.equal(torch.cat([part0, part1]), global_batch)
 
 
@@ -50,7 +50,7 @@ def test_collate_pads_ragged_items_and_keeps_given_lengths() -> None:
 def test_tensor_dataset_transforms_whole_batches() -> None:
     images = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
     dataset = TensorSequenceDataset(images, torch.arange(10), transform=image_rows_as_sequence)
-    x, y = dataset[3]
+    x, _ = dataset[3]
     torch.testing.assert_close(x, images[3, 0].float() / 255)
     source = as_source(dataset, CPU, input_size=28, num_classes=10)
     assert isinstance(source, TensorSource)
@@ -113,7 +113,7 @@ def test_bad_data_is_refused_with_a_clear_message(data: object, error: type[Exce
 def test_tensor_dataset_validation() -> None:
     with pytest.raises(ValueError, match="x and y must have the same length; got 3 and 2"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(2))
-    with pytest.raises(TypeError, match="x and y must be torch.Tensors; got list and Tensor"):
+    with pytest.raises(TypeError, match=r"x and y must be torch\.Tensors; got list and Tensor"):
         TensorSequenceDataset([1, 2], torch.zeros(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))

@@ -134,7 +134,7 @@ def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'gpu0'"):
         resolve_device("gpu0")
-    with pytest.raises(TypeError, match="device must be a str or torch.device; got int"):
+    with pytest.raises(TypeError, match=r"device must be a str or torch\.device; got int"):
         resolve_device(0)  # type: ignore[arg-type]
 
 
@@ -156,7 +156,7 @@ def test_constructor_validation(kwargs: dict[str, object], error: type[Exception
 
 
 def test_model_must_be_a_module() -> None:
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module; got str"):
         Trainer("lstm")  # type: ignore[arg-type]
 
 

@@ -79,7 +79,8 @@ class TensorSequenceDataset(Dataset[tuple[Tensor, ...]]):
         return TensorSequenceDataset(self.x[index], self.y[index], lengths, self.transform)
 
     def __repr__(self) -> str:
-        return f"TensorSequenceDataset(size={len(self)}, x={tuple(self.x.shape)} {self.x.dtype}, transform={self.transform})"
+        shape = f"{tuple(self.x.shape)} {self.x.dtype}"
+        return f"TensorSequenceDataset(size={len(self)}, x={shape}, transform={self.transform})"
 
     def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         x = self.x[index]
