@@ -74,6 +74,7 @@ def test_variable_length_sequences_from_a_list_and_from_a_dataset() -> None:
             return sequences[i], int(y[i])
 
     from_list = trainer.predict_proba((sequences, y))
+    torch.testing.assert_close(trainer.predict_proba(sequences), from_list)
     from_dataset = trainer.predict_proba(Items())
     torch.testing.assert_close(from_list, from_dataset)
     assert trainer.evaluate(Items())["samples"] == 48

@@ -257,8 +257,9 @@ class Trainer:
     def predict(self, data: Any, lengths: Tensor | None = None) -> Tensor:
         """Class indices ``(N,)`` (int64, on the CPU) for the sequences in ``data``.
 
-        ``data`` is a tensor ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), or
-        anything ``fit`` accepts (its labels are then ignored).
+        ``data`` is a tensor ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
+        list of ``(T_i, F)`` sequences, or anything ``fit`` accepts (its labels are then
+        ignored).
         """
         return torch.cat([logits.argmax(dim=1).cpu() for _, logits in self._infer_any(data, lengths)])
 
@@ -267,7 +268,7 @@ class Trainer:
         return torch.cat([logits.softmax(dim=1).cpu() for _, logits in self._infer_any(data, lengths)])
 
     def _infer_any(self, data: Any, lengths: Tensor | None) -> Iterator[tuple[Batch, Tensor]]:
-        if isinstance(data, Tensor):
+        if isinstance(data, Tensor) or (isinstance(data, list) and all(isinstance(s, Tensor) for s in data)):
             source = self.as_source((data,) if lengths is None else (data, lengths), labelled=False)
         elif lengths is not None:
             raise TypeError(f"lengths may be given only with a tensor X; got data of type {type(data).__name__}")
