@@ -383,3 +383,17 @@ def test_checkpoint_files_and_latest(tmp_path: Path) -> None:
         (tmp_path / name).write_text("")
     assert [p.name for p in checkpoint_files(tmp_path)] == ["step-00000009.pt", "step-00000010.pt", "step-00000100.pt"]
     assert latest_checkpoint(tmp_path) == tmp_path / "step-00000100.pt"
+
+
+def test_resume_from_an_epoch_end_checkpoint_is_exact(tmp_path: Path) -> None:
+    first, train, evaluation = build_run(tmp_path / "first", every_n_steps=100)
+    first.epochs = 1
+    first.fit(train, evaluation)
+    resumed, train, evaluation = build_run(tmp_path / "resumed", every_n_steps=100)
+    resumed.fit(train, evaluation, resume_from=tmp_path / "first" / "step-00000008.pt")
+    reference, train, evaluation = build_run(tmp_path / "reference", every_n_steps=100)
+    reference.fit(train, evaluation)
+    weights, history = final_state(resumed)
+    expected_weights, expected_history = final_state(reference)
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+    assert history == expected_history and len(history) == 3

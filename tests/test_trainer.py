@@ -172,6 +172,35 @@ def test_bad_data_fails_before_any_step() -> None:
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+def _long(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    ("train_data", "error", "message"),
+    [
+        ((torch.randn(4, 5), _long(0, 1, 0, 1)), ValueError, r"train_data sequences must have shape \(batch, time, 3\); got \(4, 5\)"),
+        ((torch.randn(4, 5, 2), _long(0, 1, 0, 1)), ValueError, r"train_data sequences must have shape \(batch, time, 3\); got \(4, 5, 2\)"),
+        ((torch.ones(4, 5, 3, dtype=torch.int32), _long(0, 1, 0, 1)), TypeError, "train_data sequences must be floating point; got dtype torch.int32"),
+        ((torch.full((4, 5, 3), float("inf")), _long(0, 1, 0, 1)), ValueError, "train_data sequences must be finite; got 60 NaN or Inf values"),
+        ((torch.randn(4, 5, 3), torch.zeros(4)), TypeError, "train_data labels y must be an integer tensor; got dtype torch.float32"),
+        ((torch.randn(4, 5, 3), _long(0, 1, 2, 1)), ValueError, r"train_data labels y must lie in \[0, 2\) \(num_classes\); got values from 0 to 2"),
+        ((torch.randn(4, 5, 3), _long(0, 1, 0)), ValueError, r"train_data labels y must have shape \(4,\); got \(3,\)"),
+        ((torch.randn(4, 5, 3), _long(5, 5), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must have shape \(4,\); got \(2,\)"),
+        ((torch.randn(4, 5, 3), _long(5, 0, 1, 1), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must lie in \[1, 5\] \(the time steps of X\); got values from 0 to 5"),
+        ((torch.randn(4, 5, 3), _long(5, 6, 1, 1), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must lie in \[1, 5\] \(the time steps of X\); got values from 1 to 6"),
+        ((torch.randn(0, 5, 3), _long()), ValueError, "train_data must hold at least one sequence; got an empty dataset"),
+    ],
+)
+def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Tensor, ...], error: type[Exception], message: str) -> None:
+    trainer = small_trainer()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(error, match=message):
+        trainer.fit(train_data)
+    assert trainer.state.step == 0
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
 def test_real_mnist_accuracy(data_dir: Path) -> None:
     """The tutorial's model, 3 epochs on 8,000 real MNIST digits, tested on 2,000 others."""
     digits = seqclf.datasets.mnist(data_dir, train=False)
