@@ -26,7 +26,7 @@ import secrets
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,11 +125,11 @@ def build_checkpoint(trainer: Trainer, *, epoch_complete: bool = False) -> dict[
     """
     model, optimizer, state = trainer.model, trainer.optimizer, trainer.state
     config = getattr(model, "config", None)
-    values = {f.name: getattr(state, f.name) for f in fields(state)}
     if epoch_complete:
-        fresh = type(state)(seed=state.seed)  # the running sums of a new epoch
-        values.update({f.name: getattr(fresh, f.name) for f in fields(state) if f.name.startswith("epoch_")})
-        values.update(epoch=state.epoch + 1, batch_in_epoch=0)
+        state = replace(state)  # a copy; reset_epoch replaces its tensors, it does not change them in place
+        state.reset_epoch(torch.device("cpu"))
+        state.epoch += 1
+    values = {f.name: getattr(state, f.name) for f in fields(state)}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -367,6 +367,8 @@ def restore_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
         )
     for name, value in values.items():
         expected = type(getattr(defaults, name))
+        if expected is type(None):
+            continue
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise CheckpointError(
                 f"checkpoint trainer state {name} must be a {expected.__name__}; got {type(value).__name__}"
@@ -463,11 +465,11 @@ def _digest(data: dict[str, Any]) -> str:
     return sha.hexdigest()
 
 
-def _chunks(value: Any, where: str) -> Iterator[bytes]:
+def _chunks(value: Any, where: str) -> Iterator[bytes | memoryview]:
     if isinstance(value, Tensor):
         tensor = value.detach().cpu().contiguous()
         yield f"T{tensor.dtype}{tuple(tensor.shape)};".encode()
-        yield tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        yield tensor.reshape(-1).view(torch.uint8).numpy().data  # a memoryview: no copy
     elif type(value) in (dict, OrderedDict):
         yield f"D{len(value)};".encode()
         for key, item in value.items():
