@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from seqclf import Callback, SequenceClassifier, Trainer
+from seqclf import Callback, Checkpoint, SequenceClassifier, Trainer, latest_checkpoint
 from seqclf.callbacks import EarlyStopping, PeriodicEvaluation, StepOutput
+from seqclf.checkpoint import load_checkpoint
 from seqclf.history import Record
 
 from .conftest import make_sequences
@@ -118,3 +120,88 @@ def test_periodic_evaluation_validation() -> None:
     x, y = make_sequences(8)
     with pytest.raises(ValueError, match=r"PeriodicEvaluation data sequences must have shape \(batch, time, 3\)"):
         trainer_with(PeriodicEvaluation((torch.randn(4, 2), y[:4]))).fit((x, y))
+
+
+# ------------------------------------------------------------------ Checkpoint
+def checkpointed(directory: Path, epochs: int = 2, **options: Any) -> tuple[Trainer, tuple[torch.Tensor, torch.Tensor]]:
+    x, y = make_sequences(32)
+    checkpoint = Checkpoint(directory, **options)
+    return Trainer(SequenceClassifier(3, 8, 2), epochs=epochs, batch_size=8, seed=0, device="cpu", callbacks=[checkpoint]), (x, y)
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_checkpoint_keeps_the_last_n_and_never_touches_other_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "model.pt").write_text("mine too")
+    trainer, data = checkpointed(tmp_path, epochs=3, every_n_steps=1, keep_last=2)
+    trainer.fit(data)
+    assert names(tmp_path) == ["model.pt", "notes.txt", "step-00000011.pt", "step-00000012.pt"]
+    assert (tmp_path / "model.pt").read_text() == "mine too"
+    kept_all, data = checkpointed(tmp_path / "all", epochs=3, every_n_epochs=1, keep_last=None)
+    kept_all.fit(data)
+    assert names(tmp_path / "all") == ["step-00000004.pt", "step-00000008.pt", "step-00000012.pt"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_checkpoint_saves_at_epoch_ends_and_when_fit_ends(tmp_path: Path) -> None:
+    trainer, data = checkpointed(tmp_path / "every2", epochs=3, every_n_epochs=2, keep_last=None)
+    trainer.fit(data)
+    assert names(tmp_path / "every2") == ["step-00000008.pt", "step-00000012.pt"]  # epoch 2, then the end of fit
+    saved = load_checkpoint(tmp_path / "every2" / "step-00000008.pt")
+    assert saved["trainer"]["state"]["epoch"] == 2 and saved["trainer"]["state"]["batch_in_epoch"] == 0
+    assert len(saved["history"]) == 2  # the epoch-end save resumes at the next epoch, not at this one's end
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_checkpoint_refuses_a_directory_holding_another_runs_checkpoints(tmp_path: Path) -> None:
+    first, data = checkpointed(tmp_path, epochs=1)
+    first.fit(data)
+    before = (tmp_path / "step-00000004.pt").read_bytes()
+    second, data = checkpointed(tmp_path, epochs=1)
+    message = r"Checkpoint directory '.*' must not hold checkpoints of another run; got \['step-00000004.pt'\]. Resume from its newest"
+    with pytest.raises(FileExistsError, match=message):
+        second.fit(data)
+    assert second.state.step == 0 and (tmp_path / "step-00000004.pt").read_bytes() == before
+    second.epochs = 2
+    second.fit(data, resume_from=latest_checkpoint(tmp_path))  # resuming it is the way on
+    assert names(tmp_path) == ["step-00000004.pt", "step-00000008.pt"]
+    third, data = checkpointed(tmp_path, epochs=2)
+    with pytest.raises(FileExistsError, match=r"must not hold checkpoints from later than the resumed step 4; got \['step-00000008.pt'\]"):
+        third.fit(data, resume_from=tmp_path / "step-00000004.pt")
+
+
+def test_checkpoint_writes_only_on_the_main_process(tmp_path: Path) -> None:
+    trainer, data = checkpointed(tmp_path / "run", epochs=1, every_n_steps=1)
+    trainer.is_main_process = False  # type: ignore[attr-defined]
+    trainer.fit(data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_run_after_the_other_callbacks(tmp_path: Path) -> None:
+    early, recorder = EarlyStopping(), Recorder()
+    trainer = Trainer(SequenceClassifier(3, 8, 2), callbacks=[Checkpoint(tmp_path), early, recorder])
+    assert trainer.callbacks[-1].__class__ is Checkpoint and trainer.callbacks[:2] == [early, recorder]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"every_n_steps": 0}, ValueError, "every_n_steps must be an int >= 1 or None; got 0"),
+        ({"every_n_epochs": 1.5}, ValueError, "every_n_epochs must be an int >= 1 or None; got 1.5"),
+        ({"keep_last": 0}, ValueError, "keep_last must be an int >= 1 or None; got 0"),
+        ({"directory": 5}, TypeError, r"directory must be a str or os\.PathLike; got int"),
+    ],
+)
+def test_checkpoint_validation(tmp_path: Path, kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        Checkpoint(**{"directory": tmp_path, **kwargs})
+
+
+def test_checkpoint_directory_must_not_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"directory must be a directory; got the file '.*file'"):
+        Checkpoint(tmp_path / "file")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,35 @@ def test_bad_data_fails_before_any_step() -> None:
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+def _long(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    ("train_data", "error", "message"),
+    [
+        ((torch.randn(4, 5), _long(0, 1, 0, 1)), ValueError, r"train_data sequences must have shape \(batch, time, 3\); got \(4, 5\)"),
+        ((torch.randn(4, 5, 2), _long(0, 1, 0, 1)), ValueError, r"train_data sequences must have shape \(batch, time, 3\); got \(4, 5, 2\)"),
+        ((torch.ones(4, 5, 3, dtype=torch.int32), _long(0, 1, 0, 1)), TypeError, "train_data sequences must be floating point; got dtype torch.int32"),
+        ((torch.full((4, 5, 3), float("inf")), _long(0, 1, 0, 1)), ValueError, "train_data sequences must be finite; got 60 NaN or Inf values"),
+        ((torch.randn(4, 5, 3), torch.zeros(4)), TypeError, "train_data labels y must be an integer tensor; got dtype torch.float32"),
+        ((torch.randn(4, 5, 3), _long(0, 1, 2, 1)), ValueError, r"train_data labels y must lie in \[0, 2\) \(num_classes\); got values from 0 to 2"),
+        ((torch.randn(4, 5, 3), _long(0, 1, 0)), ValueError, r"train_data labels y must have shape \(4,\); got \(3,\)"),
+        ((torch.randn(4, 5, 3), _long(5, 5), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must have shape \(4,\); got \(2,\)"),
+        ((torch.randn(4, 5, 3), _long(5, 0, 1, 1), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must lie in \[1, 5\] \(the time steps of X\); got values from 0 to 5"),
+        ((torch.randn(4, 5, 3), _long(5, 6, 1, 1), _long(0, 1, 0, 1)), ValueError, r"train_data lengths must lie in \[1, 5\] \(the time steps of X\); got values from 1 to 6"),
+        ((torch.randn(0, 5, 3), _long()), ValueError, "train_data must hold at least one sequence; got an empty dataset"),
+    ],
+)
+def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Tensor, ...], error: type[Exception], message: str) -> None:
+    trainer = small_trainer()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(error, match=message):
+        trainer.fit(train_data)
+    assert trainer.state.step == 0
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
 def test_real_mnist_accuracy(data_dir: Path) -> None:
     """The tutorial's model, 3 epochs on 8,000 real MNIST digits, tested on 2,000 others."""
     digits = seqclf.datasets.mnist(data_dir, train=False)
@@ -184,3 +215,116 @@ def test_real_mnist_accuracy(data_dir: Path) -> None:
     accuracy = trainer.evaluate(test)["accuracy"]
     print(f"real MNIST accuracy after 3 epochs on 8,000 digits: {accuracy:.4f}")
     assert accuracy >= 0.88
+
+
+# ---------------------------------------------------------- divergence and Ctrl-C
+# (on one thread: these tiny runs are fastest so on a busy machine)
+class NonFiniteLossAt(torch.nn.Module):
+    """Cross-entropy whose value at one step is NaN or Inf (as a diverging run's would be)."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__()
+        self.step, self.value, self.calls = step, value, 0
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss * self.value if self.calls == self.step else loss
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("bad_step", "value", "where"),
+    [(6, float("nan"), "epoch 0, batch 5 (step 6)"), (11, float("inf"), "epoch 1, batch 2 (step 11)")],
+)
+def test_nan_or_inf_loss_stops_training_naming_epoch_and_step(bad_step: int, value: float, where: str) -> None:
+    x, y = make_sequences(64)
+    trainer = small_trainer(epochs=3)
+    trainer.loss_fn = NonFiniteLossAt(bad_step, value)
+    with pytest.raises(seqclf.DivergenceError, match=rf"training diverged: the loss must stay finite; got NaN or Inf at {re.escape(where)}"):
+        trainer.fit((x, y))
+    assert len(trainer.history) == bad_step // 8  # the epoch of the bad step was not recorded
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_divergence_keeps_the_last_good_checkpoint_and_saves_nothing_after(tmp_path: Path) -> None:
+    x, y = make_sequences(64)
+    trainer = small_trainer(epochs=3, callbacks=[seqclf.Checkpoint(tmp_path, every_n_steps=4)])
+    trainer.loss_fn = NonFiniteLossAt(6, float("nan"))
+    with pytest.raises(seqclf.DivergenceError, match=r"at epoch 0, batch 5 \(step 6\). Nothing was saved after it"):
+        trainer.fit((x, y))
+    assert trainer.state.step == 8  # found at the save of step 8, which did not happen
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000004.pt"]
+    good = SequenceClassifier.from_checkpoint(tmp_path / "step-00000004.pt")
+    assert all(bool(torch.isfinite(p).all()) for p in good.parameters())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_non_finite_weights_with_a_finite_loss_are_caught_too() -> None:
+    class BreakWeightsAtLastStep(seqclf.Callback):
+        def on_batch_end(self, trainer: Trainer, output: object) -> None:
+            if trainer.state.step == 8:
+                with torch.no_grad():
+                    trainer.model.head.bias.fill_(float("inf"))  # type: ignore[union-attr, operator]
+
+    x, y = make_sequences(64)
+    trainer = small_trainer(epochs=1, callbacks=[BreakWeightsAtLastStep()])
+    with pytest.raises(seqclf.DivergenceError, match=r"the weights must stay finite; got NaN or Inf in \['head.bias'\] after step 8 \(epoch 0, batch 7\)"):
+        trainer.fit((x, y))
+
+
+class InterruptAt(seqclf.Callback):
+    """Ctrl-C at a step: as a KeyboardInterrupt raised in the loop, or as real SIGINT signals."""
+
+    def __init__(self, step: int, how: str) -> None:
+        self.step, self.how, self.fit_ended = step, how, False
+
+    def on_batch_end(self, trainer: Trainer, output: object) -> None:
+        if trainer.state.step != self.step:
+            return
+        if self.how == "exception":
+            raise KeyboardInterrupt
+        for _ in range(1 if self.how == "sigint" else 2):
+            signal.raise_signal(signal.SIGINT)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.fit_ended = True
+
+
+def interruptible_run(directory: Path, *callbacks: seqclf.Callback) -> tuple[Trainer, tuple[torch.Tensor, torch.Tensor]]:
+    seqclf.seed_everything(0)
+    x, y = make_sequences(64)
+    model = SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3)
+    checkpoint = seqclf.Checkpoint(directory, every_n_steps=5)
+    return Trainer(model, epochs=3, batch_size=8, seed=3, device="cpu", callbacks=[checkpoint, *callbacks]), (x, y)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("how", ["exception", "sigint"])
+def test_ctrl_c_saves_a_checkpoint_ends_cleanly_and_resumes_exactly(tmp_path: Path, how: str) -> None:
+    interrupt = InterruptAt(13, how)
+    trainer, data = interruptible_run(tmp_path / "run", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(data)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert interrupt.fit_ended and trainer.state.step == 13  # stopped right after the step, cleanly
+    assert [p.name for p in sorted((tmp_path / "run").iterdir())] == ["step-00000008.pt", "step-00000010.pt", "step-00000013.pt"]
+
+    resumed, data = interruptible_run(tmp_path / "run")
+    resumed.fit(data, resume_from=tmp_path / "run" / "step-00000013.pt")
+    reference, data = interruptible_run(tmp_path / "reference")
+    reference.fit(data)
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+    assert resumed.history.series("train_loss") == reference.history.series("train_loss")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
+    interrupt = InterruptAt(13, "double-sigint")
+    trainer, data = interruptible_run(tmp_path, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(data)
+    assert not interrupt.fit_ended
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000005.pt", "step-00000008.pt", "step-00000010.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

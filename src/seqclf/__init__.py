@@ -1,21 +1,29 @@
 """seqclf: typed PyTorch sequence classification with recurrent networks."""
 
 from . import callbacks as callbacks
+from . import checkpoint as checkpoint
 from . import datasets as datasets
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
+from .callbacks import Checkpoint as Checkpoint
+from .checkpoint import CheckpointError as CheckpointError
+from .checkpoint import latest_checkpoint as latest_checkpoint
 from .data import TensorSequenceDataset as TensorSequenceDataset
 from .data import pad_sequences as pad_sequences
 from .history import History as History
 from .model import ModelConfig as ModelConfig
 from .model import SequenceClassifier as SequenceClassifier
 from .seeding import seed_everything as seed_everything
+from .trainer import DivergenceError as DivergenceError
 from .trainer import Trainer as Trainer
 from .trainer import TrainState as TrainState
 from .transforms import image_rows_as_sequence as image_rows_as_sequence
 
 __all__ = [
     "Callback",
+    "Checkpoint",
+    "CheckpointError",
+    "DivergenceError",
     "History",
     "ModelConfig",
     "SequenceClassifier",
@@ -24,8 +32,10 @@ __all__ = [
     "Trainer",
     "__version__",
     "callbacks",
+    "checkpoint",
     "datasets",
     "image_rows_as_sequence",
+    "latest_checkpoint",
     "pad_sequences",
     "seed_everything",
 ]

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
+from .checkpoint import (
+    build_checkpoint,
+    checkpoint_files,
+    checkpoint_name,
+    remove_temporary_files,
+    step_of,
+    write_checkpoint,
+)
 from .data import Batch
 from .history import Record
 
@@ -67,7 +77,11 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned.
+
+        On a resumed fit this is called before ``on_fit_start``; a callback that builds
+        objects in ``on_fit_start`` should keep the state and apply it there.
+        """
 
 
 class EarlyStopping(Callback):
@@ -175,3 +189,102 @@ class PeriodicEvaluation(Callback):
 
     def __repr__(self) -> str:
         return f"PeriodicEvaluation(every_n_steps={self.every_n_steps})"
+
+
+class Checkpoint(Callback):
+    """Save the run so that a crash, a Ctrl-C or a full disk loses at most one interval.
+
+    Each save is one file, ``directory/step-00000120.pt`` (the optimizer step), holding
+    everything :meth:`Trainer.fit(..., resume_from=path) <seqclf.Trainer.fit>` needs to
+    continue exactly; :func:`seqclf.checkpoint.latest_checkpoint` finds the newest.
+    Saves are atomic (see :mod:`seqclf.checkpoint`): a failed save raises ``OSError`` and
+    leaves the earlier files intact. A run with a NaN/Inf loss is never saved.
+
+    A save also happens when ``fit`` ends (finished, stopped early, or interrupted by
+    Ctrl-C) unless that step is saved already. The trainer runs ``Checkpoint`` callbacks
+    after the others, so a save includes what the other callbacks did at that event. In
+    multi-process training only the main process (``trainer.is_main_process``) writes.
+
+    Args:
+        directory: where to save; created if missing. A new run refuses a directory that
+            already holds checkpoints (resume from them, or choose another directory);
+            files not named like a checkpoint are never touched.
+        every_n_steps: also save every ``n`` optimizer steps, mid-epoch; None: don't.
+        every_n_epochs: save after every ``n``-th epoch; None: don't.
+        keep_last: how many checkpoints to keep, deleting the oldest; None keeps all.
+
+    Example:
+        >>> trainer = Trainer(model, epochs=50, callbacks=[Checkpoint("runs/lstm", every_n_steps=500)])
+        >>> trainer.fit(train, resume_from=latest_checkpoint("runs/lstm"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = 1,
+        keep_last: int | None = 3,
+    ) -> None:
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"directory must be a str or os.PathLike; got {type(directory).__name__}")
+        for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs),
+                            ("keep_last", keep_last)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None; got {value!r}")
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"directory must be a directory; got the file {str(self.directory)!r}")
+        self.every_n_steps, self.every_n_epochs, self.keep_last = every_n_steps, every_n_epochs, keep_last
+        self.last_path: Path | None = None
+        self._saved_step = -1
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._saved_step = trainer.state.step
+        if not getattr(trainer, "is_main_process", True):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in remove_temporary_files(self.directory):
+            logger.warning("removed %s, left by a save that was cut short", path)
+        existing = checkpoint_files(self.directory)
+        step = trainer.state.step
+        later = [path.name for path in existing if step_of(path) > step]
+        if (existing and step == 0) or later:
+            found = later or [path.name for path in existing]
+            raise FileExistsError(
+                f"Checkpoint directory {str(self.directory)!r} must not hold checkpoints "
+                f"{'of another run' if step == 0 else f'from later than the resumed step {step}'}; got {found}. "
+                "Resume from its newest (fit(..., resume_from=latest_checkpoint(directory))), "
+                "or move those files, or choose another directory."
+            )
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        if self.every_n_steps is not None and trainer.state.step % self.every_n_steps == 0:
+            self.save(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        if self.every_n_epochs is not None and (trainer.state.epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer, epoch_complete=True)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if trainer.state.step != self._saved_step:
+            self.save(trainer)
+
+    def save(self, trainer: Trainer, *, epoch_complete: bool = False) -> Path | None:
+        """Save now (after checking the run has not diverged); return the file, or None off the main process."""
+        if not getattr(trainer, "is_main_process", True):
+            return None
+        trainer.check_finite()
+        path = self.directory / checkpoint_name(trainer.state.step)
+        # the name holds the step: a file of this name is this run's own save of this step
+        write_checkpoint(build_checkpoint(trainer, epoch_complete=epoch_complete), path, overwrite=True)
+        self._saved_step, self.last_path = trainer.state.step, path
+        if self.keep_last is not None:
+            for old in checkpoint_files(self.directory)[: -self.keep_last]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint({str(self.directory)!r}, every_n_steps={self.every_n_steps}, "
+            f"every_n_epochs={self.every_n_epochs}, keep_last={self.keep_last})"
+        )

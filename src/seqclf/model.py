@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
@@ -133,6 +134,23 @@ class SequenceClassifier(nn.Module):
     def from_config(cls, config: ModelConfig) -> SequenceClassifier:
         """A freshly initialised model built from ``config``."""
         return cls(**config.to_dict())
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> SequenceClassifier:
+        """A model rebuilt from a checkpoint's stored config and weights, in eval mode.
+
+        The file is read safely (``torch.load(weights_only=True)``; see
+        :func:`seqclf.checkpoint.load_checkpoint`), so a file crafted to run code is refused.
+
+        Example:
+            >>> model = SequenceClassifier.from_checkpoint("runs/lstm/step-00001875.pt")  # doctest: +SKIP
+        """
+        from .checkpoint import load_checkpoint, load_model_state, stored_model_config  # it imports this module
+
+        checkpoint = load_checkpoint(path)
+        model = cls.from_config(stored_model_config(checkpoint))
+        load_model_state(model, checkpoint)
+        return model.eval()
 
     @property
     def num_features(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .callbacks import Callback, StepOutput
+from ._interrupt import DeferredInterrupt
+from .callbacks import Callback, Checkpoint, StepOutput
+from .checkpoint import load_checkpoint, restore_checkpoint
 from .data import Batch, DatasetSource, LoaderSource, TensorSource, as_source, epoch_plan
 from .history import History, Record
 
@@ -19,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 Source = TensorSource | DatasetSource | LoaderSource
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or Inf loss (or weight); the message names the epoch and step."""
 
 
 @dataclass
@@ -33,6 +40,9 @@ class TrainState:
         should_stop: set by a callback to end training after the current batch.
         epoch_loss_sum, epoch_correct, epoch_seen: running sums of the current epoch,
             kept on the device between batches (no host sync per step).
+        epoch_finite_batches: batches of the current epoch after which ``epoch_loss_sum``
+            was still finite; a NaN/Inf loss makes the sum non-finite for good, so this
+            counts the batches before the first bad one without a host sync.
     """
 
     seed: int
@@ -43,6 +53,7 @@ class TrainState:
     epoch_loss_sum: Tensor = field(default_factory=lambda: torch.zeros(()))
     epoch_correct: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
     epoch_seen: int = 0
+    epoch_finite_batches: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
 
     def reset_epoch(self, device: torch.device) -> None:
         """Start the running sums of a new epoch."""
@@ -50,6 +61,7 @@ class TrainState:
         self.epoch_loss_sum = torch.zeros((), device=device)
         self.epoch_correct = torch.zeros((), dtype=torch.int64, device=device)
         self.epoch_seen = 0
+        self.epoch_finite_batches = torch.zeros((), dtype=torch.int64, device=device)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -91,7 +103,9 @@ class Trainer:
             them with :func:`seqclf.seed_everything` before building the model.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any ``torch.device``.
         grad_clip_norm: clip the gradients' global norm to this value.
-        callbacks: :class:`~seqclf.callbacks.Callback` objects called at each event.
+        callbacks: :class:`~seqclf.callbacks.Callback` objects called at each event, in
+            order, except that :class:`~seqclf.callbacks.Checkpoint` callbacks run last so
+            that they save what the others did at the same event.
 
     Example:
         >>> from seqclf import SequenceClassifier
@@ -135,35 +149,68 @@ class Trainer:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
-        self.callbacks = list(callbacks)
+        self.callbacks = sorted(callbacks, key=lambda callback: isinstance(callback, Checkpoint))
         self.state = TrainState(seed=0 if seed is None else seed)
         self.history = History()
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
+        self._interrupt = DeferredInterrupt()
 
     def _default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr)
 
     # ----------------------------------------------------------------- fit
-    def fit(self, train_data: Any, eval_data: Any = None) -> History:
+    def fit(
+        self,
+        train_data: Any,
+        eval_data: Any = None,
+        *,
+        resume_from: str | os.PathLike[str] | None = None,
+    ) -> History:
         """Train for ``epochs`` epochs (those not done yet) and return the history.
 
         ``train_data`` and ``eval_data`` may be a ``(X, y)`` or ``(X, lengths, y)``
         tuple of tensors, a ``Dataset`` of ``(sequence, label)`` or
         ``(sequence, length, label)`` items, or a ``DataLoader``; see
-        :func:`seqclf.data.as_source`. Everything is checked before the first step.
+        :func:`seqclf.data.as_source`. Everything, including the checkpoint named by
+        ``resume_from``, is checked before the first step.
+
+        Args:
+            resume_from: a checkpoint file (see :class:`~seqclf.callbacks.Checkpoint`) to
+                continue from: weights, optimizer, callbacks, history, epoch and step
+                within it, and random generators are restored, so the run ends exactly as
+                if it had never stopped (same data, batch size and seed).
+
+        Raises:
+            DivergenceError: a loss became NaN or Inf (checked at each epoch end and
+                before each checkpoint save, without a host sync per step).
+            KeyboardInterrupt: after Ctrl-C. The first press ends the run after the
+                current step: ``on_fit_end`` runs (a ``Checkpoint`` callback saves the run
+                there) and the interrupt is raised again so the caller stops too. A second
+                press stops at once, saving nothing.
         """
         train = self.as_source(train_data, name="train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
+        if resume_from is not None:
+            restore_checkpoint(self, load_checkpoint(resume_from))
         self._start_run()
         self._emit("on_fit_start")
-        while self.state.epoch < self.epochs and not self.state.should_stop:
-            record = self.run_epoch(train, evaluation)
-            self.history.append(record)
-            logger.info("epoch %d: %s", record["epoch"], _format_record(record))
-            self._emit("on_epoch_end", record)
-            self.state.epoch += 1
-            self.state.batch_in_epoch = 0
-        self._emit("on_fit_end")
+        with self._interrupt:
+            try:
+                while self.state.epoch < self.epochs and not self.state.should_stop:
+                    record = self.run_epoch(train, evaluation)
+                    self.history.append(record)
+                    logger.info("epoch %d: %s", record["epoch"], _format_record(record))
+                    self._emit("on_epoch_end", record)
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+            except KeyboardInterrupt:
+                if not self._interrupt.forced:
+                    logger.warning("interrupted at epoch %d, batch %d (step %d)",
+                                   self.state.epoch, self.state.batch_in_epoch, self.state.step)
+                    self._emit("on_fit_end")
+                raise
+            self._emit("on_fit_end")
+            self._interrupt.check()  # Ctrl-C during the last epoch's end: saved above, now stop
         return self.history
 
     def _start_run(self) -> None:
@@ -190,8 +237,10 @@ class Trainer:
             self.state.step += 1
             self.state.batch_in_epoch += 1
             self._emit("on_batch_end", output)
+            self._interrupt.check()  # a Ctrl-C during the step stops the run here, between steps
             if self.state.should_stop:
                 break
+        self.check_finite()  # one sync per epoch: a diverged run stops before evaluating or saving
         record: Record = {"epoch": self.state.epoch, "step": self.state.step, **self._epoch_metrics()}
         if evaluation is not None:
             metrics = self.evaluate(evaluation)
@@ -226,7 +275,34 @@ class Trainer:
         state.epoch_loss_sum = state.epoch_loss_sum + loss * len(batch.y)
         state.epoch_correct = state.epoch_correct + (logits.argmax(dim=1) == batch.y).sum()
         state.epoch_seen += len(batch.y)
+        state.epoch_finite_batches = state.epoch_finite_batches + torch.isfinite(state.epoch_loss_sum)
         return StepOutput(loss=loss, logits=logits, batch=batch, batch_index=state.batch_in_epoch)
+
+    def check_finite(self) -> None:
+        """Raise :class:`DivergenceError` if a loss of this epoch or a weight is NaN or Inf.
+
+        One host sync. The trainer calls it at each epoch end; a ``Checkpoint`` calls it
+        before each save, so a diverged model is never saved.
+        """
+        state = self.state
+        parameters = [(name, p.detach()) for name, p in self.model.named_parameters()]
+        checks = [torch.isfinite(state.epoch_loss_sum).to(self.device)]
+        checks += [torch.isfinite(p).all().to(self.device) for _, p in parameters]
+        finite = torch.stack(checks)  # (1 + P,)
+        if bool(finite.all()):
+            return
+        if not bool(finite[0]):
+            batch = int(state.epoch_finite_batches)
+            step = state.step - state.batch_in_epoch + batch + 1
+            raise DivergenceError(
+                f"training diverged: the loss must stay finite; got NaN or Inf at epoch {state.epoch}, "
+                f"batch {batch} (step {step}). Nothing was saved after it. Try a lower lr or grad_clip_norm."
+            )
+        bad = [name for (name, _), ok in zip(parameters, finite[1:].tolist(), strict=True) if not ok]
+        raise DivergenceError(
+            f"training diverged: the weights must stay finite; got NaN or Inf in {bad} after step {state.step} "
+            f"(epoch {state.epoch}, batch {state.batch_in_epoch - 1}). Nothing was saved after it."
+        )
 
     def _epoch_metrics(self) -> dict[str, float]:
         seen = max(self.state.epoch_seen, 1)

@@ -1,0 +1,399 @@
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import pickle
+import select
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqclf
+from seqclf import Checkpoint, CheckpointError, SequenceClassifier, Trainer, latest_checkpoint
+from seqclf.callbacks import Callback, EarlyStopping, StepOutput
+from seqclf.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    UnsafeCheckpointError,
+    build_checkpoint,
+    checkpoint_files,
+    load_checkpoint,
+    save_checkpoint,
+    write_checkpoint,
+)
+
+from .conftest import make_sequences
+
+Data = tuple[torch.Tensor, torch.Tensor]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models; and a forked child must not enter OpenMP
+
+
+def build_run(directory: Path, *extra: Callback, every_n_steps: int = 3) -> tuple[Trainer, Data, Data]:
+    """A small run with dropout (torch RNG), shuffling and a stateful callback: 3 epochs of 8 batches."""
+    seqclf.seed_everything(0)
+    x, y = make_sequences(64)
+    model = SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3)
+    callbacks = [EarlyStopping(monitor="train_loss", patience=50), Checkpoint(directory, every_n_steps=every_n_steps), *extra]
+    trainer = Trainer(model, epochs=3, batch_size=8, seed=7, device="cpu", callbacks=callbacks)
+    return trainer, (x, y), (x[:16], y[:16])
+
+
+class HangAtStep(Callback):
+    """Tells the parent it reached ``step`` and waits there to be killed."""
+
+    def __init__(self, step: int, ready: Callable[[], None]) -> None:
+        self.step, self.ready = step, ready
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        if trainer.state.step == self.step:
+            self.ready()
+            time.sleep(60)
+
+
+def train_until_killed(directory: Path, where: str, ready: Callable[[], None]) -> None:
+    """The child's work: train, and at ``where`` tell the parent and wait to be SIGKILLed."""
+    if where == "between-steps":
+        trainer, train, evaluation = build_run(directory, HangAtStep(14, ready))
+    else:  # inside the save of step 15, after the temporary file is written and fsynced, before os.replace
+        replace = os.replace
+
+        def hanging_replace(source: str, target: str) -> None:
+            if Path(target).name == "step-00000015.pt":
+                ready()
+                time.sleep(60)
+            replace(source, target)
+
+        os.replace = hanging_replace  # type: ignore[assignment]
+        trainer, train, evaluation = build_run(directory)
+    trainer.fit(train, evaluation)
+
+
+def sigkill_child_at(directory: Path, where: str) -> None:
+    """Fork a child process that trains, and SIGKILL it once it reports reaching ``where``.
+
+    Forking spares the child the seconds of importing torch; it is still a separate
+    process, killed with no chance to clean up, and the parent resumes from its files.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            train_until_killed(directory, where, lambda: os.write(write_end, b"ready\n") and None)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 60)
+        message = os.read(read_end, 6) if ready else b""
+        assert message == b"ready\n", "the child ended before reaching the kill point"
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def final_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], list[dict[str, object]]]:
+    history = [{k: v for k, v in record.items() if k != "duration_s"} for record in trainer.history]
+    return trainer.model.state_dict(), history
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL (POSIX)")
+@pytest.mark.parametrize("where", ["between-steps", "during-save"])
+def test_sigkilled_run_resumes_to_bitwise_identical_weights(tmp_path: Path, where: str) -> None:
+    """A child process is SIGKILLed mid-epoch (epoch 1 of 3), then the run resumes from its last checkpoint."""
+    killed_dir = tmp_path / "killed"
+    sigkill_child_at(killed_dir, where)
+    latest = latest_checkpoint(killed_dir)
+    assert latest is not None and latest.name == "step-00000012.pt"
+    saved = load_checkpoint(latest)["trainer"]["state"]
+    assert (saved["epoch"], saved["batch_in_epoch"]) == (1, 4)  # mid-epoch
+    leftovers = [p.name for p in killed_dir.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == (1 if where == "during-save" else 0)  # the cut-short save left only a temp file
+
+    resumed, train, evaluation = build_run(killed_dir)
+    resumed.fit(train, evaluation, resume_from=latest)
+    reference, train, evaluation = build_run(tmp_path / "reference")
+    reference.fit(train, evaluation)
+    weights, history = final_state(resumed)
+    expected_weights, expected_history = final_state(reference)
+    assert weights.keys() == expected_weights.keys()
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights), "weights differ from the uninterrupted run"
+    assert history == expected_history
+    assert resumed.callbacks[0].state_dict() == reference.callbacks[0].state_dict()  # EarlyStopping resumed too
+    assert not [p for p in killed_dir.iterdir() if p.name.endswith(".tmp")]  # the next run cleaned up
+
+
+def test_checkpoint_holds_everything_as_plain_data(tmp_path: Path) -> None:
+    trainer, train, evaluation = build_run(tmp_path / "run")
+    trainer.epochs = 1
+    trainer.fit(train, evaluation)
+    path = save_checkpoint(trainer, tmp_path / "one.pt")
+    data = torch.load(path, weights_only=True)  # the plain torch reader accepts it: tensors and plain data only
+    assert data["format"] == FORMAT and data["format_version"] == FORMAT_VERSION
+    assert data["seqclf_version"] == seqclf.__version__ and data["torch_version"] == str(torch.__version__)
+    assert data["model"]["config"] == trainer.model.config.to_dict()  # type: ignore[operator]
+    assert data["optimizer"]["class"] == "Adam" and data["optimizer"]["state_dict"]["state"]
+    assert data["trainer"]["batch_size"] == 8 and data["trainer"]["state"]["step"] == 8
+    assert [c["class"] for c in data["callbacks"]] == ["EarlyStopping", "Checkpoint"]
+    assert set(data["rng"]) >= {"torch", "numpy", "python"}
+    assert data["history"] == trainer.history.to_list()
+    assert len(data["sha256"]) == 64
+
+
+def test_from_checkpoint_rebuilds_a_ready_model(tmp_path: Path) -> None:
+    trainer, train, _ = build_run(tmp_path / "run")
+    trainer.epochs = 1
+    trainer.fit(train)
+    path = latest_checkpoint(tmp_path / "run")
+    assert path is not None
+    model = SequenceClassifier.from_checkpoint(path)
+    assert model.config == trainer.model.config and not model.training
+    trainer.model.eval()
+    torch.testing.assert_close(model(train[0]), trainer.model(train[0]), rtol=0, atol=0)
+
+
+def test_loading_into_a_model_of_another_config_names_the_fields(tmp_path: Path) -> None:
+    trainer, train, _ = build_run(tmp_path / "run")
+    trainer.epochs = 1
+    trainer.fit(train)
+    path = latest_checkpoint(tmp_path / "run")
+    other = Trainer(SequenceClassifier(3, 16, 2, cell="gru"), epochs=2, batch_size=8, device="cpu")
+    before = {k: v.clone() for k, v in other.model.state_dict().items()}
+    message = r"model config must match the checkpoint's; fields \['cell', 'dropout', 'hidden_size', 'num_layers'\] differ \(checkpoint vs model: cell='lstm' vs 'gru', dropout=0.3 vs 0.0, hidden_size=8 vs 16, num_layers=2 vs 1\)"
+    with pytest.raises(CheckpointError, match=message):
+        other.fit(train, resume_from=path)
+    assert other.state.step == 0
+    assert all(torch.equal(before[k], v) for k, v in other.model.state_dict().items())
+
+
+class Payload:
+    """Unpickling this creates a file: proof of code execution if the file appears."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def write_malicious(path: Path, marker: Path, kind: str) -> None:
+    payload = {"format": FORMAT, "format_version": 1, "model": Payload(marker)}
+    if kind == "torch-zip":
+        torch.save(payload, path)
+    else:  # a bare pickle, like torch's legacy format (protocol 2) or a newer protocol
+        path.write_bytes(pickle.dumps(payload, protocol=2 if kind == "pickle-2" else 5))
+
+
+UNSAFE = r"refused to load .*gift.pt': a checkpoint must hold only tensors and plain data; got a file that would import and call \S*open when unpickled. Nothing in it was run."
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("torch-zip", UnsafeCheckpointError, UNSAFE),
+        ("pickle-2", UnsafeCheckpointError, UNSAFE),
+        ("pickle-5", CheckpointError, r"gift.pt' must be a complete file written by seqclf; got a truncated, corrupted or foreign file \(UnpicklingError"),
+    ],
+)
+@pytest.mark.parametrize("entry", ["load_checkpoint", "from_checkpoint", "resume_from"])
+def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(
+    tmp_path: Path, kind: str, error: type[Exception], message: str, entry: str
+) -> None:
+    path, marker = tmp_path / "gift.pt", tmp_path / "pwned"
+    write_malicious(path, marker, kind)
+    with pytest.raises(error, match=message):
+        if entry == "load_checkpoint":
+            load_checkpoint(path)
+        elif entry == "from_checkpoint":
+            SequenceClassifier.from_checkpoint(path)
+        else:
+            x, y = make_sequences(16)
+            Trainer(SequenceClassifier(3, 8, 2), device="cpu").fit((x, y), resume_from=path)
+    assert not marker.exists(), "the payload ran"
+    # control: the payload is live, an unsafe load does run it (so the check above can fail)
+    if kind == "torch-zip":
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())  # the point of the control
+    assert marker.exists()
+
+
+def a_checkpoint(tmp_path: Path) -> Path:
+    trainer, train, _ = build_run(tmp_path / "run")
+    trainer.epochs = 1
+    trainer.fit(train)
+    return save_checkpoint(trainer, tmp_path / "good.pt")
+
+
+def damage(path: Path, how: str) -> Path:
+    data = path.read_bytes()
+    target = path.with_name(f"{how}.pt")
+    if how == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        target.write_bytes(b"")
+    elif how == "text":
+        target.write_text("this is not a checkpoint\n" * 20)
+    elif how == "flipped-weight-byte":  # the zip reader does not notice: only the checksum does
+        weights = load_checkpoint(path)["model"]["state_dict"]["head.weight"]
+        raw = weights.reshape(-1).view(torch.uint8).numpy().tobytes()
+        offset = data.index(raw)
+        target.write_bytes(data[:offset] + bytes([data[offset] ^ 0x10]) + data[offset + 1 :])
+    return target
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated", r"checkpoint '.*truncated.pt' must be a complete file written by seqclf; got a truncated, corrupted or foreign file \("),
+        ("empty", r"must be a complete file written by seqclf; got a truncated, corrupted or foreign file \(EOFError"),
+        ("text", r"must be a complete file written by seqclf; got a truncated, corrupted or foreign file"),
+        ("flipped-weight-byte", r"checkpoint '.*flipped-weight-byte.pt' is corrupted: its content must match the SHA-256 checksum stored in it; got [0-9a-f]{16}\.\.\. for a stored [0-9a-f]{16}\.\.\."),
+    ],
+)
+def test_truncated_or_corrupted_files_are_refused(tmp_path: Path, how: str, message: str) -> None:
+    bad = damage(a_checkpoint(tmp_path), how)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match=message):
+        SequenceClassifier.from_checkpoint(bad)
+
+
+def test_files_that_are_not_seqclf_checkpoints_are_refused(tmp_path: Path) -> None:
+    state_dict = tmp_path / "weights.pt"
+    torch.save(SequenceClassifier(3, 8, 2).state_dict(), state_dict)
+    with pytest.raises(CheckpointError, match=r"must be a seqclf checkpoint \(a dict with format='seqclf.checkpoint'\); got a dict with keys \['head.bias'"):
+        load_checkpoint(state_dict)
+    newer = build_checkpoint(Trainer(SequenceClassifier(3, 8, 2), device="cpu"))
+    newer["format_version"] = FORMAT_VERSION + 1
+    write_checkpoint(newer, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match=rf"must have format_version <= {FORMAT_VERSION} \(seqclf .*\); got {FORMAT_VERSION + 1}, written by seqclf"):
+        load_checkpoint(tmp_path / "newer.pt")
+    incomplete = build_checkpoint(Trainer(SequenceClassifier(3, 8, 2), device="cpu"))
+    del incomplete["history"]
+    write_checkpoint(incomplete, tmp_path / "incomplete.pt")
+    with pytest.raises(CheckpointError, match="is not a valid seqclf checkpoint: 'history' must be a list; got NoneType"):
+        load_checkpoint(tmp_path / "incomplete.pt")
+
+
+def test_missing_path_and_directory_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"checkpoint path must name an existing file; got '.*nope.pt', which does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(IsADirectoryError, match=r"checkpoint path must name a file; got the directory .*latest_checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike; got int"):
+        load_checkpoint(3)  # type: ignore[arg-type]
+    x, y = make_sequences(16)
+    trainer = Trainer(SequenceClassifier(3, 8, 2), device="cpu")
+    with pytest.raises(FileNotFoundError, match="which does not exist"):
+        trainer.fit((x, y), resume_from=tmp_path / "nope.pt")
+    assert trainer.state.step == 0
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("failing", ["fsync", "write"])
+def test_failed_save_raises_and_leaves_previous_checkpoints_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A full disk (ENOSPC) at the third save: clear OSError, earlier files byte-identical, no temp file left."""
+    directory = tmp_path / "run"
+    trainer, train, _ = build_run(directory, every_n_steps=2)
+    before: dict[str, str] = {}
+
+    class FullDiskAtStep6(Callback):
+        def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            if trainer.state.step != 6:
+                return
+            before.update(digests(directory))
+
+            def no_space(*args: object) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            if failing == "fsync":
+                monkeypatch.setattr(os, "fsync", no_space)
+            else:
+                monkeypatch.setattr(torch, "save", lambda obj, file: (file.write(b"partial"), no_space()))
+
+    trainer.callbacks.insert(0, FullDiskAtStep6())
+    with pytest.raises(OSError, match=r"could not write checkpoint '.*step-00000006.pt' \(OSError: \[Errno 28\] No space left on device\); no file was written") as raised:
+        trainer.fit(train)
+    assert raised.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert sorted(before) == ["step-00000002.pt", "step-00000004.pt"]
+    assert digests(directory) == before  # nothing changed, no temporary file left behind
+    assert load_checkpoint(directory / "step-00000004.pt")["trainer"]["state"]["step"] == 4
+
+
+def test_save_checkpoint_never_overwrites_an_existing_file(tmp_path: Path) -> None:
+    users_file = tmp_path / "model.pt"
+    users_file.write_text("the user's own file")
+    trainer = Trainer(SequenceClassifier(3, 8, 2), device="cpu")
+    with pytest.raises(FileExistsError, match=r"path '.*model.pt' already exists; refusing to overwrite it \(pass overwrite=True to replace it\)"):
+        save_checkpoint(trainer, users_file)
+    assert users_file.read_text() == "the user's own file"
+    save_checkpoint(trainer, users_file, overwrite=True)
+    assert load_checkpoint(users_file)["format"] == FORMAT
+    with pytest.raises(FileNotFoundError, match="path must be in an existing directory"):
+        save_checkpoint(trainer, tmp_path / "missing" / "a.pt")
+
+
+def test_checkpoint_values_must_be_plain_data(tmp_path: Path) -> None:
+    class Odd(Callback):
+        def state_dict(self) -> dict[str, object]:
+            return {"when": object()}
+
+    trainer = Trainer(SequenceClassifier(3, 8, 2), device="cpu", callbacks=[Odd()])
+    with pytest.raises(TypeError, match=r"checkpoint values must be tensors or plain data .*; got object at checkpoint\['callbacks'\]\[0\]\['state'\]\['when'\]"):
+        save_checkpoint(trainer, tmp_path / "a.pt")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 4}, r"batch_size must equal the checkpoint's to resume its epoch exactly: expected 8; got 4"),
+        ({"optimizer": lambda p: torch.optim.SGD(p, lr=0.1)}, r"optimizer must be a Adam like the checkpoint's; got SGD"),
+    ],
+)
+def test_resume_refuses_a_different_setup_before_any_step(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    path = a_checkpoint(tmp_path)
+    x, y = make_sequences(16)
+    trainer = Trainer(SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3), **{"batch_size": 8, "device": "cpu", **change})  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match=message):
+        trainer.fit((x, y), resume_from=path)
+    assert trainer.state.step == 0
+
+
+def test_checkpoint_files_and_latest(tmp_path: Path) -> None:
+    assert latest_checkpoint(tmp_path) is None and checkpoint_files(tmp_path / "missing") == []
+    for name in ("step-00000010.pt", "step-00000009.pt", "step-00000100.pt", "notes.txt", ".step-00000200.pt.ab12.tmp"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["step-00000009.pt", "step-00000010.pt", "step-00000100.pt"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-00000100.pt"
+
+
+def test_resume_from_an_epoch_end_checkpoint_is_exact(tmp_path: Path) -> None:
+    first, train, evaluation = build_run(tmp_path / "first", every_n_steps=100)
+    first.epochs = 1
+    first.fit(train, evaluation)
+    resumed, train, evaluation = build_run(tmp_path / "resumed", every_n_steps=100)
+    resumed.fit(train, evaluation, resume_from=tmp_path / "first" / "step-00000008.pt")
+    reference, train, evaluation = build_run(tmp_path / "reference", every_n_steps=100)
+    reference.fit(train, evaluation)
+    weights, history = final_state(resumed)
+    expected_weights, expected_history = final_state(reference)
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+    assert history == expected_history and len(history) == 3
