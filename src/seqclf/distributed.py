@@ -60,10 +60,10 @@ def environment() -> DistributedEnv | None:
     world_size = _env_int("WORLD_SIZE", default=1)
     if world_size <= 1:
         return None
-    rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK", default=None)
+    rank = _env_int("RANK")
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK must lie in [0, {world_size}) (WORLD_SIZE); got {rank}")
-    return DistributedEnv(rank, rank if local_rank is None else local_rank, world_size)
+    return DistributedEnv(rank, _env_int("LOCAL_RANK", default=rank), world_size)
 
 
 def _env_int(name: str, default: int | None = None) -> int:
