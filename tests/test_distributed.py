@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 import seqclf
 from seqclf import distributed
@@ -57,6 +57,19 @@ class StopOn(Callback):
             trainer.state.should_stop = True
 
 
+class ItemDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A map-style dataset of items, which the trainer loads with a DataLoader following its plan."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index], self.y[index]
+
+
 def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank), LOCAL_RANK=str(rank)
@@ -87,6 +100,13 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     trainer = seqclf.Trainer(new_model(), epochs=1, batch_size=PER_RANK_BATCH, seed=1, device="cpu")
     history = trainer.fit(task(97))
     results["uneven"] = (trainer.state.step, history[-1]["train_loss"])
+
+    # a Dataset of items is split by the same plan as tensors
+    for name, data in (("tensor_path", task(64)), ("dataset_path", ItemDataset(*task(64)))):
+        seqclf.seed_everything(0)
+        trainer = seqclf.Trainer(new_model(), epochs=1, batch_size=PER_RANK_BATCH, seed=2, device="cpu")
+        trainer.fit(data)
+        results[name] = (trainer.state.step, trainer.model.state_dict())
 
     # a DataLoader must shard itself: a DistributedSampler trains, a plain one is refused
     dataset = TensorDataset(*task(64))
@@ -180,6 +200,16 @@ def test_a_stop_on_one_rank_stops_all_ranks_at_the_same_step(ranks: list[dict[st
 def test_a_last_global_batch_smaller_than_the_world_is_skipped_on_every_rank(ranks: list[dict[str, Any]]) -> None:
     assert [result["uneven"][0] for result in ranks] == [3, 3]
     assert ranks[0]["uneven"][1] == ranks[1]["uneven"][1]
+
+
+def test_a_dataset_of_items_is_split_like_tensors(ranks: list[dict[str, Any]]) -> None:
+    for result in ranks:
+        tensor_steps, tensor_weights = result["tensor_path"]
+        dataset_steps, dataset_weights = result["dataset_path"]
+        assert tensor_steps == dataset_steps == 2
+        for name, value in tensor_weights.items():
+            torch.testing.assert_close(dataset_weights[name], value)
+            assert torch.equal(value, ranks[0]["tensor_path"][1][name])
 
 
 def test_a_dataloader_must_bring_a_distributed_sampler(ranks: list[dict[str, Any]]) -> None:

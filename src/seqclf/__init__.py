@@ -2,6 +2,7 @@
 
 from . import callbacks as callbacks
 from . import datasets as datasets
+from . import distributed as distributed
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .data import TensorSequenceDataset as TensorSequenceDataset
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "callbacks",
     "datasets",
+    "distributed",
     "image_rows_as_sequence",
     "pad_sequences",
     "seed_everything",
