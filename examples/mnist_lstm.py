@@ -6,6 +6,7 @@ Adam 1e-3, batches of 32, 50 epochs, seed 2019; every 10 steps it tests on the f
 
     python examples/mnist_lstm.py                      # downloads MNIST to ./data
     python examples/mnist_lstm.py --data-dir ../shared/data --dataset fashion-mnist --epochs 1
+    torchrun --nproc-per-node 2 examples/mnist_lstm.py ...   # data-parallel: 2 processes, batch 32 each
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         callbacks=[PeriodicEvaluation(test.subset(slice(args.eval_size)), args.eval_every, report=tutorial_line)],
     )
     trainer.fit(train)
-    metrics = trainer.evaluate(test)
-    print(f"Test accuracy on all {int(metrics['samples'])} test images: {metrics['accuracy']:.4f}")
+    metrics = trainer.evaluate(test)  # every process evaluates a part; all get the whole figure
+    if trainer.is_main_process:
+        print(f"Test accuracy on all {int(metrics['samples'])} test images: {metrics['accuracy']:.4f}")
     return 0
 
 

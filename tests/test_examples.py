@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,24 @@ def test_prints_the_tutorial_log_line_and_final_accuracy(data_dir: Path) -> None
     for line in log_lines:
         assert re.fullmatch(r"Epoch: 0 train loss: \d+\.\d{4} test accuracy: \d\.\d{2}", line), line
     assert re.fullmatch(r"Test accuracy on all 10000 test images: 0\.\d{4}", lines[-1])
+
+
+def test_runs_unchanged_under_torchrun_and_only_rank_0_prints(data_dir: Path) -> None:
+    with socket.socket() as sock:  # a free port on 127.0.0.1 for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    result = subprocess.run(
+        [*torchrun, str(EXAMPLE), "--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--epochs", "1",
+         "--train-limit", "640", "--batch-size", "16", "--eval-every", "10", "--no-download"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    log_lines = [line for line in lines if line.startswith("Epoch:")]
+    assert len(log_lines) == 2  # 20 global batches of 2 x 16, as 1 process at 32: after steps 0 and 10
+    for line in log_lines:
+        assert re.fullmatch(r"Epoch: 0 train loss: \d+\.\d{4} test accuracy: \d\.\d{2}", line), line
+    assert re.fullmatch(r"Test accuracy on all 10000 test images: 0\.\d{4}", lines[-1])
+    assert len(lines) == 3

@@ -3,6 +3,7 @@
 from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
+from . import distributed as distributed
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .callbacks import Checkpoint as Checkpoint
@@ -34,6 +35,7 @@ __all__ = [
     "callbacks",
     "checkpoint",
     "datasets",
+    "distributed",
     "image_rows_as_sequence",
     "latest_checkpoint",
     "pad_sequences",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
+from . import distributed
 from .checkpoint import (
     build_checkpoint,
     checkpoint_files,
@@ -124,7 +125,8 @@ class EarlyStopping(Callback):
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
+            if getattr(trainer, "is_main_process", True):
+                logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
             trainer.state.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
@@ -142,7 +144,9 @@ class PeriodicEvaluation(Callback):
 
     This is the classic tutorial's "every 10 steps, test on 200 images" loop. The data
     is checked and moved to the device once, at fit start; evaluation runs under
-    ``torch.inference_mode()`` and reads the step's loss only when it reports.
+    ``torch.inference_mode()`` and reads the step's loss only when it reports. With several
+    processes, all of them evaluate (each a part of ``data``), the step's loss is averaged
+    over them, and only the main process reports.
 
     Args:
         data: anything ``Trainer.evaluate`` accepts.
@@ -174,11 +178,13 @@ class PeriodicEvaluation(Callback):
             "epoch": trainer.state.epoch,
             "batch": output.batch_index,
             "step": trainer.state.step,
-            "train_loss": float(output.loss),
+            "train_loss": float(distributed.all_reduce_mean(output.loss)),
             "loss": metrics["loss"],
             "accuracy": metrics["accuracy"],
         }
         self.results.append(result)
+        if not getattr(trainer, "is_main_process", True):
+            return
         if self.report is not None:
             self.report(result)
         else:

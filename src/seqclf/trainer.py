@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from ._interrupt import DeferredInterrupt
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint, restore_checkpoint
@@ -107,6 +108,13 @@ class Trainer:
             order, except that :class:`~seqclf.callbacks.Checkpoint` callbacks run last so
             that they save what the others did at the same event.
 
+    Launched by ``torchrun`` with ``WORLD_SIZE`` > 1, the trainer trains data-parallel
+    (see ``docs/distributed.md``): ``batch_size`` is per process, each step's global batch is
+    ``batch_size * world_size``; every rank takes a disjoint part of each global batch;
+    the model is wrapped in ``DistributedDataParallel`` (``trainer.model`` stays the plain
+    module); metrics are summed over the ranks, so every rank reports the global figures,
+    and only rank 0 (``trainer.is_main_process``) logs.
+
     Example:
         >>> from seqclf import SequenceClassifier
         >>> model = SequenceClassifier(input_size=3, hidden_size=8, num_classes=2)
@@ -146,14 +154,28 @@ class Trainer:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks[{i}] must be a seqclf Callback; got {type(callback).__name__}")
         self.lr, self.seed, self.grad_clip_norm = float(lr), seed, grad_clip_norm
-        self.device = resolve_device(device)
+        env = distributed.environment()
+        self.rank, self.world_size = (0, 1) if env is None else (env.rank, env.world_size)
+        self.device = resolve_device(device) if env is None else distributed.setup(resolve_device(device), env)
         self.model = model.to(self.device)
+        # the module that trains: the model itself, or its DDP wrapper (which broadcasts rank 0's weights)
+        self._train_model: nn.Module = self.model if env is None else distributed.wrap(self.model, self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
         self.callbacks = sorted(callbacks, key=lambda callback: isinstance(callback, Checkpoint))
         self.state = TrainState(seed=0 if seed is None else seed)
         self.history = History()
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
         self._interrupt = DeferredInterrupt()
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on rank 0 (and in a single process): the process that logs, reports and writes files."""
+        return self.rank == 0
+
+    @property
+    def global_batch_size(self) -> int:
+        """Sequences per optimizer step over all processes: ``batch_size * world_size``."""
+        return self.batch_size * self.world_size
 
     def _default_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=self.lr)
@@ -190,6 +212,8 @@ class Trainer:
         """
         train = self.as_source(train_data, name="train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
+        if isinstance(train, LoaderSource):
+            distributed.require_distributed_sampler(train.loader, name="train_data")
         if resume_from is not None:
             restore_checkpoint(self, load_checkpoint(resume_from))
         self._start_run()
@@ -199,8 +223,10 @@ class Trainer:
                 while self.state.epoch < self.epochs and not self.state.should_stop:
                     record = self.run_epoch(train, evaluation)
                     self.history.append(record)
-                    logger.info("epoch %d: %s", record["epoch"], _format_record(record))
+                    if self.is_main_process:
+                        logger.info("epoch %d: %s", record["epoch"], _format_record(record))
                     self._emit("on_epoch_end", record)
+                    self._agree_to_stop()
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
             except KeyboardInterrupt:
@@ -219,11 +245,15 @@ class Trainer:
             return
         self.state.should_stop = False
         if self.seed is None:
-            # derived from torch's global generator, so seed_everything() makes it reproducible
-            self.state.seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            # derived from torch's global generator, so seed_everything() makes it reproducible;
+            # rank 0's draw is used by all ranks, as the shuffling order must be the same everywhere
+            self.state.seed = distributed.broadcast_int(int(torch.randint(0, 2**31 - 1, ()).item()))
         else:
             self.state.seed = self.seed
             torch.manual_seed(self.seed)  # dropout and any other random op in the model
+        if self.world_size > 1:
+            # each rank its own dropout stream (rank 0's is that of a single-process run with this seed)
+            torch.manual_seed(self.state.seed + self.rank)
 
     def run_epoch(self, train: Source, evaluation: Source | None) -> Record:
         """Train one epoch (or its remainder, when resumed) and evaluate; return its record."""
@@ -231,14 +261,14 @@ class Trainer:
         if self.state.batch_in_epoch == 0:
             self.state.reset_epoch(self.device)
         self._emit("on_epoch_start")
-        self.model.train()
+        self._train_model.train()
         for batch in self.epoch_batches(train):
             output = self.train_step(batch.to(self.device))
             self.state.step += 1
             self.state.batch_in_epoch += 1
             self._emit("on_batch_end", output)
             self._interrupt.check()  # a Ctrl-C during the step stops the run here, between steps
-            if self.state.should_stop:
+            if self._agree_to_stop():
                 break
         self.check_finite()  # one sync per epoch: a diverged run stops before evaluating or saving
         record: Record = {"epoch": self.state.epoch, "step": self.state.step, **self._epoch_metrics()}
@@ -253,20 +283,26 @@ class Trainer:
         """The current epoch's batches, skipping those a resumed run has already done."""
         done = self.state.batch_in_epoch
         if isinstance(train, LoaderSource):
+            distributed.set_sampler_epoch(train.loader, self.state.epoch)
             for i, batch in enumerate(train.batches(None)):
                 if i >= done:
                     yield batch
             return
-        plan = epoch_plan(len(train), self.batch_size, seed=self.state.seed, epoch=self.state.epoch)
+        plan = epoch_plan(
+            len(train), self.batch_size, seed=self.state.seed, epoch=self.state.epoch,
+            rank=self.rank, world_size=self.world_size,
+        )
+        if self.world_size > 1:
+            plan = plan[: distributed.steps_per_epoch(len(train), self.batch_size, self.world_size)]
         yield from train.batches(plan[done:])
 
     def train_step(self, batch: Batch) -> StepOutput:
         """One optimizer step on ``batch``; adds to the epoch's running sums without a sync."""
         assert batch.y is not None
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(batch.x, batch.lengths)  # (B, C)
+        logits = self._train_model(batch.x, batch.lengths)  # (B, C)
         loss = self.loss_fn(logits, batch.y)
-        loss.backward()
+        loss.backward()  # under DDP this also averages the gradients over the ranks
         if self.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         self.optimizer.step()
@@ -277,6 +313,12 @@ class Trainer:
         state.epoch_seen += len(batch.y)
         state.epoch_finite_batches = state.epoch_finite_batches + torch.isfinite(state.epoch_loss_sum)
         return StepOutput(loss=loss, logits=logits, batch=batch, batch_index=state.batch_in_epoch)
+
+    def _agree_to_stop(self) -> bool:
+        """Whether to stop; with several processes, all stop if a callback stopped any one of them."""
+        if self.world_size > 1:
+            self.state.should_stop = distributed.any_rank(self.state.should_stop)
+        return self.state.should_stop
 
     def check_finite(self) -> None:
         """Raise :class:`DivergenceError` if a loss of this epoch or a weight is NaN or Inf.
@@ -305,37 +347,50 @@ class Trainer:
         )
 
     def _epoch_metrics(self) -> dict[str, float]:
-        seen = max(self.state.epoch_seen, 1)
-        return {
-            "train_loss": float(self.state.epoch_loss_sum) / seen,
-            "train_accuracy": float(self.state.epoch_correct) / seen,
-        }
+        sums = [float(self.state.epoch_loss_sum), float(self.state.epoch_correct), float(self.state.epoch_seen)]
+        loss_sum, correct, seen = self._sum_over_ranks(sums)
+        return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+    def _sum_over_ranks(self, values: list[float]) -> list[float]:
+        """Element-wise sums over all processes, in one all-reduce (``values`` itself when alone)."""
+        if self.world_size == 1:
+            return values
+        summed = distributed.all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=self.device))
+        return [float(value) for value in summed.tolist()]
 
     # ------------------------------------------------------- evaluation
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Mean loss and accuracy on labelled ``data``: ``{"loss", "accuracy", "samples"}``."""
+        """Mean loss and accuracy on labelled ``data``: ``{"loss", "accuracy", "samples"}``.
+
+        With several processes, every rank must call it: each evaluates a disjoint part
+        of ``data`` and the sums are all-reduced, so all ranks return the figures of the
+        whole of ``data``. A ``DataLoader`` is split only by its own ``DistributedSampler``;
+        any other ``DataLoader`` is evaluated whole on every rank.
+        """
         source = self.as_source(data, name="data")
+        shard = self.world_size > 1 and (
+            not isinstance(source, LoaderSource) or distributed.has_distributed_sampler(source.loader)
+        )
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        for batch, logits in self._infer(source):
+        for batch, logits in self._infer(source, shard=shard):
             if batch.y is None:
                 raise ValueError("data must be labelled to be evaluated; got sequences without labels")
             loss_sum += nn.functional.cross_entropy(logits, batch.y, reduction="sum")
             correct += (logits.argmax(dim=1) == batch.y).sum()
             seen += len(batch.y)
-        return {
-            "loss": float(loss_sum) / max(seen, 1),
-            "accuracy": float(correct) / max(seen, 1),
-            "samples": float(seen),
-        }
+        sums = [float(loss_sum), float(correct), float(seen)]
+        loss, right, total = self._sum_over_ranks(sums) if shard else sums
+        return {"loss": loss / max(total, 1), "accuracy": right / max(total, 1), "samples": total}
 
     def predict(self, data: Any, lengths: Tensor | None = None) -> Tensor:
         """Class indices ``(N,)`` (int64, on the CPU) for the sequences in ``data``.
 
         ``data`` is a tensor ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
         list of ``(T_i, F)`` sequences, or anything ``fit`` accepts (its labels are then
-        ignored).
+        ignored). Each process predicts all of ``data`` by itself (no communication between
+        processes).
         """
         return torch.cat([logits.argmax(dim=1).cpu() for _, logits in self._infer_any(data, lengths)])
 
@@ -352,14 +407,16 @@ class Trainer:
             source = self.as_source(data)
         return self._infer(source)
 
-    def _infer(self, source: Source) -> Iterator[tuple[Batch, Tensor]]:
+    def _infer(self, source: Source, shard: bool = False) -> Iterator[tuple[Batch, Tensor]]:
+        """Logits of every batch of ``source`` in order (with ``shard``: of this rank's part only)."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
                 plan = None
                 if not isinstance(source, LoaderSource):
-                    plan = epoch_plan(len(source), self.eval_batch_size, seed=None)
+                    rank, world_size = (self.rank, self.world_size) if shard else (0, 1)
+                    plan = epoch_plan(len(source), self.eval_batch_size, seed=None, rank=rank, world_size=world_size)
                 for batch in source.batches(plan):
                     batch = batch.to(self.device)
                     yield batch, self.model(batch.x, batch.lengths)

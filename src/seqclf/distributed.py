@@ -1,0 +1,210 @@
+"""Data-parallel training on ``torch.distributed``: the torchrun environment, the process group, reductions.
+
+The :class:`~seqclf.Trainer` calls these itself; a user only launches the same script with
+``torchrun --nproc-per-node N script.py``. Every function here is a no-op (or returns the
+single-process answer) when no process group is initialized, so the trainer's code reads the
+same for one process and for many.
+
+Collectives (``all_reduce_sum``, ``any_rank``, ``broadcast_int``, ``barrier``) must be called by
+every rank at the same point of the program; a rank that skips one makes the others wait until
+the process group's timeout (torch's default, 10 minutes) raises an error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+logger = logging.getLogger(__name__)
+
+# Small host-side collectives (the stop flag, the seed) go through a gloo group on CPU
+# tensors, so that agreeing on a flag never waits for the GPU (with nccl a device tensor
+# read back on the host would be a synchronization per step). None: the default group is gloo.
+_cpu_group: dist.ProcessGroup | None = None
+
+
+@dataclass(frozen=True)
+class DistributedEnv:
+    """Where this process stands in a data-parallel job.
+
+    Attributes:
+        rank: this process's index among all processes, ``0 .. world_size - 1``.
+        local_rank: its index on this machine (selects the GPU ``cuda:local_rank``).
+        world_size: the number of processes in the job.
+    """
+
+    rank: int
+    local_rank: int
+    world_size: int
+
+
+def environment() -> DistributedEnv | None:
+    """The data-parallel job this process belongs to, or None when it runs alone.
+
+    A job is an initialized ``torch.distributed`` process group (the user initialized it),
+    or else the variables ``torchrun`` sets: ``WORLD_SIZE`` > 1, ``RANK``, ``LOCAL_RANK``.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() == 1:
+            return None
+        rank = dist.get_rank()
+        return DistributedEnv(rank, _env_int("LOCAL_RANK", default=rank), dist.get_world_size())
+    world_size = _env_int("WORLD_SIZE", default=1)
+    if world_size <= 1:
+        return None
+    rank = _env_int("RANK")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"RANK must lie in [0, {world_size}) (WORLD_SIZE); got {rank}")
+    return DistributedEnv(rank, _env_int("LOCAL_RANK", default=rank), world_size)
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ValueError(f"{name} must be set to an int when WORLD_SIZE > 1 (torchrun sets it); got nothing")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an int; got {value!r}") from None
+
+
+def setup(device: torch.device, env: DistributedEnv) -> torch.device:
+    """Join the process group of ``env`` and return this rank's device.
+
+    A CUDA device without an index becomes ``cuda:local_rank`` (one GPU per process) and
+    the backend is nccl; on CPU it is gloo. A process group the user initialized already
+    (with their own backend and timeout) is used as it is and left to the user to destroy;
+    one created here is destroyed at interpreter exit.
+    """
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", env.local_rank)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device must be CPU or CUDA to train on {env.world_size} processes; got {str(device)!r}"
+        )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
+        atexit.register(destroy)
+        logger.info("rank %d of %d joined the %s process group", env.rank, env.world_size, backend)
+    global _cpu_group
+    if _cpu_group is None and dist.get_backend() != "gloo":
+        group = dist.new_group(backend="gloo")
+        assert isinstance(group, dist.ProcessGroup)  # every rank is a member
+        _cpu_group = group
+    return device
+
+
+def wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """``model`` in ``DistributedDataParallel``; rank 0's parameters are broadcast to all ranks here."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def destroy() -> None:
+    """Leave the process group (registered at exit when :func:`setup` created it)."""
+    global _cpu_group
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _cpu_group = None
+
+
+def rank() -> int:
+    """This process's rank (0 when it runs alone)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """The number of processes training together (1 when alone)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the one process that logs, reports and writes files."""
+    return rank() == 0
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """The sum of ``tensor`` over all ranks, as a new tensor (``tensor`` itself when alone)."""
+    if world_size() == 1:
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def all_reduce_mean(tensor: Tensor) -> Tensor:
+    """The mean of ``tensor`` over all ranks (``tensor`` itself when alone)."""
+    size = world_size()
+    return tensor if size == 1 else all_reduce_sum(tensor.float()) / size
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any rank: how all ranks agree to stop."""
+    if world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_cpu_group)
+    return bool(value.item())
+
+
+def broadcast_int(value: int, src: int = 0) -> int:
+    """Rank ``src``'s ``value`` on every rank (e.g. a randomly drawn seed)."""
+    if world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    dist.broadcast(tensor, src=src, group=_cpu_group)
+    return int(tensor.item())
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. before reading a file rank 0 wrote)."""
+    if world_size() > 1:
+        dist.barrier(group=_cpu_group)
+
+
+def steps_per_epoch(size: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps every rank takes in an epoch of ``size`` sequences.
+
+    Each step consumes one global batch of up to ``batch_size * world_size`` sequences
+    split across the ranks (see :func:`seqclf.data.epoch_plan`). A last global batch of
+    fewer than ``world_size`` sequences would leave some rank without a part, and DDP
+    needs every rank to step together, so it is skipped (at most ``world_size - 1``
+    sequences per epoch; the next epoch reshuffles).
+    """
+    full, rest = divmod(size, batch_size * world_size)
+    return full + (1 if rest >= world_size else 0)
+
+
+def has_distributed_sampler(loader: DataLoader[object]) -> bool:
+    """Whether ``loader`` shards its dataset across ranks itself (with a ``DistributedSampler``)."""
+    batch_sampler_sampler = getattr(loader.batch_sampler, "sampler", None)
+    return isinstance(loader.sampler, DistributedSampler) or isinstance(batch_sampler_sampler, DistributedSampler)
+
+
+def require_distributed_sampler(loader: DataLoader[object], name: str) -> None:
+    """Raise unless ``loader`` splits its data across the ranks itself (training needs disjoint parts)."""
+    if world_size() > 1 and not has_distributed_sampler(loader):
+        raise ValueError(
+            f"{name} as a DataLoader must split the data across the {world_size()} processes with a "
+            "torch.utils.data.DistributedSampler (or pass the Dataset and the trainer splits it); "
+            f"got a DataLoader with {type(loader.sampler).__name__}"
+        )
+
+
+def set_sampler_epoch(loader: DataLoader[object], epoch: int) -> None:
+    """Tell the loader's ``DistributedSampler`` which epoch starts (it reshuffles by epoch)."""
+    for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
