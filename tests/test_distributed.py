@@ -20,12 +20,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 import seqclf
 from seqclf import distributed
-from seqclf.callbacks import Callback, StepOutput
+from seqclf.callbacks import Callback, Checkpoint, StepOutput
+from seqclf.checkpoint import checkpoint_name
 from seqclf.history import Record
 
 WORLD_SIZE = 2
 EPOCHS = 2
 PER_RANK_BATCH = 16
+CROSS_STEP = 2  # mid-epoch: 3 global batches of 32 per epoch
 SPAWN_DEADLINE_S = 240  # a hung collective fails the test instead of blocking CI
 
 
@@ -121,6 +123,16 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     except ValueError as error:
         results["plain_loader_error"] = str(error)
 
+    # cross-world resume: a 1-process checkpoint (batch 32) continues on 2 processes (batch 16 each),
+    # and this 2-process run writes checkpoints that the test resumes in 1 process
+    trainer = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH, seed=3, device="cpu")
+    history = trainer.fit(task(96), resume_from=Path(out_dir) / "one" / checkpoint_name(CROSS_STEP))
+    results["resumed_from_one"] = (trainer.model.state_dict(), [dict(record) for record in history])
+    seqclf.seed_everything(0)  # rank 0's initial weights are the 1-process run's
+    trainer = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH, seed=3, device="cpu",
+                             callbacks=[Checkpoint(Path(out_dir) / "two", every_n_steps=CROSS_STEP, keep_last=None)])
+    trainer.fit(task(96))
+
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
@@ -130,10 +142,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def one_process_run(checkpoints: Path | None = None) -> seqclf.Trainer:
+    """The cross-world reference: 1 process at the global batch, seed 3, from seed_everything(0) weights."""
+    seqclf.seed_everything(0)
+    callbacks = [] if checkpoints is None else [Checkpoint(checkpoints, every_n_steps=CROSS_STEP, keep_last=None)]
+    trainer = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH * WORLD_SIZE, seed=3,
+                             device="cpu", callbacks=callbacks)
+    trainer.fit(task(96))
+    return trainer
+
+
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def ddp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ddp")
+
+
+@pytest.fixture(scope="module")
+def ranks(ddp_dir: Path) -> list[dict[str, Any]]:
     """What each of the 2 spawned ranks saved."""
-    out_dir = tmp_path_factory.mktemp("ddp")
+    out_dir = ddp_dir
+    one_process_run(out_dir / "one")  # its checkpoints are resumed on 2 processes
     context = mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=False)
     deadline = time.monotonic() + SPAWN_DEADLINE_S
     while not context.join(timeout=5):
@@ -222,6 +250,34 @@ def test_a_dataloader_must_bring_a_distributed_sampler(ranks: list[dict[str, Any
         )
     for name, value in ranks[0]["sampler_weights"].items():
         assert torch.equal(value, ranks[1]["sampler_weights"][name])
+
+
+def test_a_one_process_checkpoint_resumes_on_two_processes(ranks: list[dict[str, Any]]) -> None:
+    reference = one_process_run()
+    for result in ranks:
+        weights, history = result["resumed_from_one"]
+        for name, value in reference.model.state_dict().items():
+            torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5)
+        for record, expected in zip(history, reference.history, strict=True):
+            assert record["step"] == expected["step"]
+            assert record["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-4)
+            assert record["train_accuracy"] == pytest.approx(expected["train_accuracy"])
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process(ranks: list[dict[str, Any]], ddp_dir: Path) -> None:
+    reference = one_process_run()
+    path = ddp_dir / "two" / checkpoint_name(CROSS_STEP)
+    assert seqclf.checkpoint.load_checkpoint(path)["trainer"]["world_size"] == WORLD_SIZE
+    trainer = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH * WORLD_SIZE, seed=3, device="cpu")
+    history = trainer.fit(task(96), resume_from=path)
+    for name, value in reference.model.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+    for record, expected in zip(history, reference.history, strict=True):  # epoch 0's sums span both ranks
+        assert record["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-4)
+        assert record["train_accuracy"] == pytest.approx(expected["train_accuracy"])
+    wrong = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH, seed=3, device="cpu")
+    with pytest.raises(seqclf.checkpoint.CheckpointError, match=r"batch_size \* processes must equal .* expected 32"):
+        wrong.fit(task(96), resume_from=path)
 
 
 # ------------------------------------------------------------- in one process

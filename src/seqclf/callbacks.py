@@ -125,7 +125,7 @@ class EarlyStopping(Callback):
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            if getattr(trainer, "is_main_process", True):
+            if trainer.is_main_process:
                 logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
             trainer.state.should_stop = True
 
@@ -183,7 +183,7 @@ class PeriodicEvaluation(Callback):
             "accuracy": metrics["accuracy"],
         }
         self.results.append(result)
-        if not getattr(trainer, "is_main_process", True):
+        if not trainer.is_main_process:
             return
         if self.report is not None:
             self.report(result)
@@ -246,7 +246,7 @@ class Checkpoint(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self._saved_step = trainer.state.step
-        if not getattr(trainer, "is_main_process", True):
+        if not trainer.is_main_process:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in remove_temporary_files(self.directory):
@@ -277,13 +277,15 @@ class Checkpoint(Callback):
 
     def save(self, trainer: Trainer, *, epoch_complete: bool = False) -> Path | None:
         """Save now (after checking the run has not diverged); return the file, or None off the main process."""
-        if not getattr(trainer, "is_main_process", True):
+        state = trainer.run_state()  # every rank: the epoch's sums over all processes
+        self._saved_step = trainer.state.step  # on every rank, so that all ranks agree on the next save
+        if not trainer.is_main_process:
             return None
         trainer.check_finite()
         path = self.directory / checkpoint_name(trainer.state.step)
         # the name holds the step: a file of this name is this run's own save of this step
-        write_checkpoint(build_checkpoint(trainer, epoch_complete=epoch_complete), path, overwrite=True)
-        self._saved_step, self.last_path = trainer.state.step, path
+        write_checkpoint(build_checkpoint(trainer, state, epoch_complete=epoch_complete), path, overwrite=True)
+        self.last_path = path
         if self.keep_last is not None:
             for old in checkpoint_files(self.directory)[: -self.keep_last]:
                 old.unlink(missing_ok=True)

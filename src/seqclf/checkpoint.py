@@ -38,7 +38,7 @@ from ._version import __version__
 from .model import ModelConfig
 
 if TYPE_CHECKING:
-    from .trainer import Trainer
+    from .trainer import Trainer, TrainState
 
 logger = logging.getLogger(__name__)
 
@@ -111,19 +111,25 @@ def save_checkpoint(trainer: Trainer, path: PathLike, *, overwrite: bool = False
         FileExistsError: if ``path`` exists and ``overwrite`` is False.
         OSError: if the write fails (e.g. a full disk); ``path`` is then left as it was.
     """
+    state = trainer.run_state()
     trainer.check_finite()
-    return write_checkpoint(build_checkpoint(trainer), path, overwrite=overwrite)
+    return write_checkpoint(build_checkpoint(trainer, state), path, overwrite=overwrite)
 
 
-def build_checkpoint(trainer: Trainer, *, epoch_complete: bool = False) -> dict[str, Any]:
+def build_checkpoint(
+    trainer: Trainer, state: TrainState | None = None, *, epoch_complete: bool = False
+) -> dict[str, Any]:
     """The checkpoint of ``trainer`` as one plain dict (tensors on the CPU).
 
     Args:
+        state: the run state to store; by default ``trainer.state``. With several
+            processes, pass ``trainer.run_state()`` (the epoch's sums over all ranks).
         epoch_complete: the current epoch has just ended (its record is in the history):
             store the state the trainer is in when the next epoch starts, so that a resumed
             run does not repeat the epoch's end.
     """
-    model, optimizer, state = trainer.model, trainer.optimizer, trainer.state
+    model, optimizer = trainer.model, trainer.optimizer
+    state = trainer.state if state is None else state
     config = getattr(model, "config", None)
     if epoch_complete:
         state = replace(state)  # a copy; reset_epoch replaces its tensors, it does not change them in place
@@ -141,7 +147,13 @@ def build_checkpoint(trainer: Trainer, *, epoch_complete: bool = False) -> dict[
             "state_dict": _to_cpu(model.state_dict()),
         },
         "optimizer": {"class": type(optimizer).__name__, "state_dict": _to_cpu(optimizer.state_dict())},
-        "trainer": {"batch_size": trainer.batch_size, "epochs": trainer.epochs, "state": _to_cpu(values)},
+        "trainer": {
+            "batch_size": trainer.batch_size,
+            "global_batch_size": trainer.global_batch_size,
+            "world_size": trainer.world_size,
+            "epochs": trainer.epochs,
+            "state": _to_cpu(values),
+        },
         "callbacks": [{"class": type(c).__name__, "state": c.state_dict()} for c in trainer.callbacks],
         "rng": _rng_states(),
         "history": trainer.history.to_list(),
@@ -345,10 +357,12 @@ def restore_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     Everything that can fail is checked before the trainer is changed.
     """
     saved = checkpoint["trainer"]
-    if saved.get("batch_size") != trainer.batch_size:
+    if saved.get("global_batch_size") != trainer.global_batch_size:
         raise CheckpointError(
-            f"batch_size must equal the checkpoint's to resume its epoch exactly: expected "
-            f"{saved.get('batch_size')!r}; got {trainer.batch_size}"
+            "batch_size * processes must equal the checkpoint's global batch to resume its epochs "
+            f"exactly: expected {saved.get('global_batch_size')!r} (batch_size {saved.get('batch_size')!r} "
+            f"on {saved.get('world_size')!r} processes); got {trainer.global_batch_size} "
+            f"(batch_size {trainer.batch_size} on {trainer.world_size})"
         )
     optimizer = checkpoint["optimizer"]
     if optimizer.get("class") != type(trainer.optimizer).__name__:
@@ -380,6 +394,11 @@ def restore_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
         raise CheckpointError(f"checkpoint optimizer state must fit this trainer's optimizer; got: {error}") from error
     for name, value in values.items():
         setattr(state, name, value.to(trainer.device) if isinstance(value, Tensor) else value)
+    if not trainer.is_main_process:
+        # the stored epoch sums are over all ranks: rank 0 carries them on, the others start at zero
+        state.epoch_loss_sum = torch.zeros_like(state.epoch_loss_sum)
+        state.epoch_correct = torch.zeros_like(state.epoch_correct)
+        state.epoch_seen = 0
     _restore_callbacks(trainer, checkpoint["callbacks"])
     trainer.history.clear()
     trainer.history.extend(dict(record) for record in checkpoint["history"])

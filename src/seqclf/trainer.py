@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -267,8 +267,7 @@ class Trainer:
             self.state.step += 1
             self.state.batch_in_epoch += 1
             self._emit("on_batch_end", output)
-            self._interrupt.check()  # a Ctrl-C during the step stops the run here, between steps
-            if self._agree_to_stop():
+            if self._agree_to_stop():  # a Ctrl-C during the step stops the run here, between steps
                 break
         self.check_finite()  # one sync per epoch: a diverged run stops before evaluating or saving
         record: Record = {"epoch": self.state.epoch, "step": self.state.step, **self._epoch_metrics()}
@@ -315,10 +314,37 @@ class Trainer:
         return StepOutput(loss=loss, logits=logits, batch=batch, batch_index=state.batch_in_epoch)
 
     def _agree_to_stop(self) -> bool:
-        """Whether to stop; with several processes, all stop if a callback stopped any one of them."""
+        """Whether to stop; raises a held Ctrl-C.
+
+        With several processes all ranks decide together, at the same step: all stop if a
+        callback stopped any one of them, and all raise if any one was interrupted (so that
+        the checkpoint saved on the way out is a collective every rank reaches).
+        """
         if self.world_size > 1:
             self.state.should_stop = distributed.any_rank(self.state.should_stop)
+            self._interrupt.requested = distributed.any_rank(self._interrupt.requested)
+        self._interrupt.check()
         return self.state.should_stop
+
+    def run_state(self) -> TrainState:
+        """The run's state as one process holding all of it would have it.
+
+        Alone, ``self.state`` itself. With several processes, a copy whose running epoch
+        sums are summed over the ranks (a collective: every rank must call it), which is
+        what a checkpoint stores so that it resumes on any number of processes.
+        """
+        if self.world_size == 1:
+            return self.state
+        state = replace(self.state)
+        local = torch.stack([
+            state.epoch_loss_sum.double(), state.epoch_correct.double(),
+            torch.tensor(float(state.epoch_seen), dtype=torch.float64, device=self.device),
+        ])
+        loss_sum, correct, seen = distributed.all_reduce_sum(local).tolist()
+        state.epoch_loss_sum = torch.tensor(loss_sum, dtype=state.epoch_loss_sum.dtype, device=self.device)
+        state.epoch_correct = torch.tensor(round(correct), dtype=torch.int64, device=self.device)
+        state.epoch_seen = round(seen)
+        return state
 
     def check_finite(self) -> None:
         """Raise :class:`DivergenceError` if a loss of this epoch or a weight is NaN or Inf.
