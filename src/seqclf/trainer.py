@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .callbacks import Callback, StepOutput
 from .data import Batch, DatasetSource, LoaderSource, TensorSource, as_source, epoch_plan
 from .history import History, Record
+from .progress import default_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ class Trainer:
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any ``torch.device``.
         grad_clip_norm: clip the gradients' global norm to this value.
         callbacks: :class:`~seqclf.callbacks.Callback` objects called at each event.
+        progress: the live progress bar (:class:`~seqclf.progress.ProgressBar`):
+            ``None`` shows it when stderr is a terminal and this is the main process,
+            ``True`` shows it on the main process even when not a terminal, ``False``
+            never. A ``ProgressBar`` given in ``callbacks`` is used instead of the default.
 
     Example:
         >>> from seqclf import SequenceClassifier
@@ -117,6 +122,7 @@ class Trainer:
         device: str | torch.device = "auto",
         grad_clip_norm: float | None = None,
         callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -135,7 +141,9 @@ class Trainer:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
-        self.callbacks = list(callbacks)
+        self.callbacks = default_callbacks(callbacks, progress)
+        self.train_source: Source | None = None
+        """The training data of the current ``fit``, as a batch source (for callbacks)."""
         self.state = TrainState(seed=0 if seed is None else seed)
         self.history = History()
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
@@ -152,7 +160,7 @@ class Trainer:
         ``(sequence, length, label)`` items, or a ``DataLoader``; see
         :func:`seqclf.data.as_source`. Everything is checked before the first step.
         """
-        train = self.as_source(train_data, name="train_data")
+        train = self.train_source = self.as_source(train_data, name="train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         self._start_run()
         self._emit("on_fit_start")
@@ -311,7 +319,7 @@ class Trainer:
     def __repr__(self) -> str:
         return (
             f"Trainer(model={type(self.model).__name__}, epochs={self.epochs}, "
-            f"batch_size={self.batch_size}, optimizer={type(self.optimizer).__name__}, "
+            f"batch_size={self.batch_size}, lr={self.lr}, optimizer={type(self.optimizer).__name__}, "
             f"seed={self.seed}, device={str(self.device)!r}, grad_clip_norm={self.grad_clip_norm}, "
             f"callbacks={self.callbacks!r})"
         )
