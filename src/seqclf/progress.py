@@ -27,9 +27,10 @@ class ProgressBar(Callback):
     """Show a tqdm bar per epoch with the running loss, accuracy and samples/s.
 
     The bar counts training samples. The running loss and accuracy are the epoch's means
-    so far, read from the trainer's on-device sums at most once per ``refresh_s`` seconds:
-    there is no host-device synchronisation per step. When the epoch ends, the bar shows
-    the epoch's record (train and ``val_`` metrics) and stays on screen as one line.
+    so far, read from the trainer's on-device sums at most once per ``refresh_s`` seconds
+    and after the epoch's last batch: there is no host-device synchronisation per step.
+    When the epoch ends, the bar shows the epoch's record (train and ``val_`` metrics) and
+    stays on screen as one line; its time and samples/s count the training only.
 
     Args:
         enabled: ``None`` (the default): show the bar only when ``file`` is a terminal
@@ -83,7 +84,8 @@ class ProgressBar(Callback):
             dynamic_ncols=True,
             leave=True,
             file=self.file if self.file is not None else sys.stderr,
-            mininterval=self.refresh_s,
+            mininterval=0,  # on_batch_end throttles the updates itself
+            miniters=1,
         )
         self._pending = 0
         self._next_refresh = time.monotonic() + self.refresh_s
@@ -93,7 +95,8 @@ class ProgressBar(Callback):
             return
         self._pending += int(output.logits.shape[0])
         now = time.monotonic()
-        if now < self._next_refresh:
+        last = self.bar.total is not None and self.bar.n + self._pending >= self.bar.total
+        if now < self._next_refresh and not last:
             return
         self._next_refresh = now + self.refresh_s
         self.bar.set_postfix(_running_metrics(trainer), refresh=False)  # the only device read
@@ -108,8 +111,9 @@ class ProgressBar(Callback):
             for key, value in record.items()
             if isinstance(value, float) and key in _SHORT
         }
-        self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(self._pending)
+        self.bar.unpause()  # the bar's time and samples/s exclude the evaluation after the last batch
+        self.bar.set_postfix(postfix, refresh=False)
         self.bar.close()
         self.bar, self._pending = None, 0
 
