@@ -15,7 +15,7 @@ Record = dict[str, Value]
 class History(list[Record]):
     """A list of per-epoch records such as ``{"epoch": 0, "train_loss": 0.31, ...}``.
 
-    Example:
+    Examples:
         >>> history = History([{"epoch": 0, "val_accuracy": 0.9}])
         >>> history.series("val_accuracy")
         [0.9]

@@ -20,7 +20,7 @@ def confusion_matrix(predicted: Any, target: Any, num_classes: int | None = None
         ``(C, C)`` int64 counts on the CPU: row ``i``, column ``j`` counts the sequences
         of true class ``i`` predicted as ``j`` (the diagonal holds the correct ones).
 
-    Example:
+    Examples:
         >>> confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1])).tolist()
         [[1, 1], [0, 1]]
     """

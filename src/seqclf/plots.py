@@ -4,7 +4,7 @@ Needs matplotlib: ``pip install "seqclf[plot]"``. Each function returns a
 ``matplotlib.figure.Figure`` (shown inline in a notebook) built without ``pyplot``, so
 no global figure state is kept, and saves it when given ``save_to``.
 
-Example:
+Examples:
     >>> from seqclf.plots import plot_training_curves
     >>> figure = plot_training_curves(trainer.history, save_to="curves.png")  # doctest: +SKIP
 """

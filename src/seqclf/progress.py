@@ -40,7 +40,7 @@ class ProgressBar(Callback):
         refresh_s: seconds between updates of the bar (and reads of the loss).
         file: where to draw the bar; ``sys.stderr`` at fit time by default.
 
-    Example:
+    Examples:
         >>> from seqclf import SequenceClassifier, Trainer
         >>> model = SequenceClassifier(input_size=3, hidden_size=8, num_classes=2)
         >>> trainer = Trainer(model, callbacks=[ProgressBar(refresh_s=1.0)])
@@ -93,7 +93,7 @@ class ProgressBar(Callback):
     def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
         if self.bar is None:
             return
-        self._pending += int(output.logits.shape[0])
+        self._pending += int(output.batch.x.shape[0])  # a shape: no device read
         now = time.monotonic()
         last = self.bar.total is not None and self.bar.n + self._pending >= self.bar.total
         if now < self._next_refresh and not last:

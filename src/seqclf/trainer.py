@@ -98,7 +98,7 @@ class Trainer:
             ``True`` shows it on the main process even when not a terminal, ``False``
             never. A ``ProgressBar`` given in ``callbacks`` is used instead of the default.
 
-    Example:
+    Examples:
         >>> from seqclf import SequenceClassifier
         >>> model = SequenceClassifier(input_size=3, hidden_size=8, num_classes=2)
         >>> trainer = Trainer(model, epochs=1, batch_size=4, seed=0)
