@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Epoch: {int(result['epoch'])} train loss: {result['train_loss']:.4f} "
             f"test accuracy: {result['accuracy']:.2f}"
         )
+        sys.stdout.flush()  # show each line at once when stdout is a pipe or a file
 
     model = seqclf.SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
     periodic = PeriodicEvaluation(test.subset(slice(args.eval_size)), args.eval_every, report=tutorial_line)

@@ -18,10 +18,10 @@ class Terminal(io.StringIO):
 
 
 def fit(progress: bool | None = None, *callbacks: Any, epochs: int = 2) -> Trainer:
-    x, y = make_sequences(100)
+    x, y = make_sequences(48)
     model = SequenceClassifier(input_size=3, hidden_size=8, num_classes=2)
-    trainer = Trainer(model, epochs=epochs, batch_size=8, seed=0, device="cpu", callbacks=callbacks, progress=progress)
-    trainer.fit((x, y), eval_data=(x[:20], y[:20]))
+    trainer = Trainer(model, epochs=epochs, batch_size=16, seed=0, device="cpu", callbacks=callbacks, progress=progress)
+    trainer.fit((x, y), eval_data=(x[:16], y[:16]))
     return trainer
 
 
@@ -32,12 +32,12 @@ def test_shows_one_line_per_epoch_with_the_epoch_record_on_a_terminal() -> None:
     assert len(lines) == 2
     for line, record in zip(lines, trainer.history, strict=True):
         epoch = int(record["epoch"]) + 1  # type: ignore[arg-type]
-        assert line.startswith(f"epoch {epoch}/2: 100%") and "100/100" in line and "samples/s" in line
+        assert line.startswith(f"epoch {epoch}/2: 100%") and "48/48" in line and "samples/s" in line
         for key, short in [("train_loss", "loss"), ("train_accuracy", "acc"), ("val_loss", "val_loss"),
                            ("val_accuracy", "val_acc")]:
             assert f"{short}={record[key]:.4f}" in line
     # in between, the bar showed the running loss while the epoch went on
-    assert "| 8/100 [" in out.getvalue() and "loss=" in out.getvalue().split("\r")[2]
+    assert "| 16/48 [" in out.getvalue() and "loss=" in out.getvalue().split("\r")[2]
 
 
 def test_quiet_when_not_a_terminal_unless_enabled() -> None:
@@ -63,10 +63,10 @@ def test_reads_the_loss_only_at_the_refresh_rate(monkeypatch: pytest.MonkeyPatch
     real = seqclf.progress._running_metrics
     monkeypatch.setattr(seqclf.progress, "_running_metrics", lambda trainer: reads.append(1) or real(trainer))
     fit(None, ProgressBar(enabled=True, file=io.StringIO(), refresh_s=3600.0))
-    assert len(reads) == 2  # 26 steps in 2 epochs: one read after each epoch's last batch
+    assert len(reads) == 2  # 6 steps in 2 epochs: one read after each epoch's last batch
     reads.clear()
     fit(None, ProgressBar(enabled=True, file=io.StringIO(), refresh_s=1e-9), epochs=1)
-    assert 0 < len(reads) <= 13
+    assert 0 < len(reads) <= 3
 
 
 def test_the_trainer_adds_one_default_bar_unless_told_otherwise() -> None:
