@@ -18,7 +18,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torchvision
 from tqdm import tqdm
 
 import seqclf
@@ -96,6 +95,8 @@ def write_plots(
     test: seqclf.TensorSequenceDataset,
     dataset: str,
 ) -> None:
+    import torchvision
+
     from seqclf import plots  # needs matplotlib: pip install "seqclf[plot]"
 
     folder.mkdir(parents=True, exist_ok=True)
