@@ -7,6 +7,9 @@ Adam 1e-3, batches of 32, 50 epochs, seed 2019; every 10 steps it tests on the f
     python examples/mnist_lstm.py                      # downloads MNIST to ./data
     python examples/mnist_lstm.py --data-dir ../shared/data --dataset fashion-mnist --epochs 1
     torchrun --nproc-per-node 2 examples/mnist_lstm.py ...   # data-parallel: 2 processes, batch 32 each
+    python examples/mnist_lstm.py --epochs 1 --plot-dir plots   # + curves, predictions, confusion matrix
+
+A progress bar per epoch shows on a terminal (``--no-progress`` hides it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from tqdm import tqdm
 
 import seqclf
 from seqclf.callbacks import PeriodicEvaluation
@@ -35,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-size", type=int, default=200, help="test images used by the log line")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--plot-dir", type=Path, default=None,
+                        help="write curves.png, predictions.png and confusion.png here (needs seqclf[plot])")
     return parser.parse_args(argv)
 
 
@@ -53,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def tutorial_line(result: dict[str, float]) -> None:
-        print(
+        # tqdm.write prints to stdout like print, above the progress bar instead of through it
+        tqdm.write(
             f"Epoch: {int(result['epoch'])} train loss: {result['train_loss']:.4f} "
-            f"test accuracy: {result['accuracy']:.2f}",
-            flush=True,
+            f"test accuracy: {result['accuracy']:.2f}"
         )
+        sys.stdout.flush()  # show each line at once when stdout is a pipe or a file
 
     model = seqclf.SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
+    periodic = PeriodicEvaluation(test.subset(slice(args.eval_size)), args.eval_every, report=tutorial_line)
     trainer = seqclf.Trainer(
         model,
         epochs=args.epochs,
@@ -67,13 +78,38 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
-        callbacks=[PeriodicEvaluation(test.subset(slice(args.eval_size)), args.eval_every, report=tutorial_line)],
+        callbacks=[periodic],
+        progress=False if args.no_progress else None,
     )
-    trainer.fit(train)
+    trainer.fit(train, eval_data=test if args.plot_dir else None)  # per-epoch test curves for the plots
     metrics = trainer.evaluate(test)  # every process evaluates a part; all get the whole figure
     if trainer.is_main_process:
         print(f"Test accuracy on all {int(metrics['samples'])} test images: {metrics['accuracy']:.4f}")
+        if args.plot_dir:
+            write_plots(args.plot_dir, trainer, periodic, test, args.dataset)
     return 0
+
+
+def write_plots(
+    folder: Path,
+    trainer: seqclf.Trainer,
+    periodic: PeriodicEvaluation,
+    test: seqclf.TensorSequenceDataset,
+    dataset: str,
+) -> None:
+    import torchvision
+
+    from seqclf import plots  # needs matplotlib: pip install "seqclf[plot]"
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = torchvision.datasets.FashionMNIST.classes if dataset == "fashion-mnist" else None
+    predicted = trainer.predict(test)  # (N,)
+    plots.plot_training_curves(trainer.history, periodic.results, save_to=folder / "curves.png")
+    plots.plot_predictions(test.x[:32], predicted[:32], test.y[:32], class_names=names,
+                           save_to=folder / "predictions.png")
+    plots.plot_confusion_matrix(predicted, test.y, num_classes=10, class_names=names,
+                                save_to=folder / "confusion.png")
+    print(f"Wrote curves.png, predictions.png and confusion.png to {folder}")
 
 
 if __name__ == "__main__":

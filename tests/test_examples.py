@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import re
 import socket
 import subprocess
@@ -28,11 +29,18 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
     assert "MNIST files are missing" in result.stderr
 
 
-def test_prints_the_tutorial_log_line_and_final_accuracy(data_dir: Path) -> None:
+def test_prints_the_tutorial_log_line_and_final_accuracy_and_writes_the_plots(data_dir: Path, tmp_path: Path) -> None:
+    plots = importlib.util.find_spec("matplotlib") is not None  # the test extra installs it
     result = run("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--epochs", "1",
-                 "--train-limit", "640", "--eval-every", "10", "--no-download", "--device", "cpu")
+                 "--train-limit", "640", "--eval-every", "10", "--no-download", "--device", "cpu",
+                 *(["--plot-dir", str(tmp_path / "plots")] if plots else []))
     assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" not in result.stderr  # no progress bar when stderr is not a terminal
     lines = result.stdout.splitlines()
+    if plots:
+        assert lines.pop() == f"Wrote curves.png, predictions.png and confusion.png to {tmp_path / 'plots'}"
+        for name in ("curves.png", "predictions.png", "confusion.png"):
+            assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     log_lines = [line for line in lines if line.startswith("Epoch:")]
     assert len(log_lines) == 2  # 20 batches of 32: after steps 0 and 10
     for line in log_lines:

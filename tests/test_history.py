@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from seqclf import History
@@ -28,3 +30,17 @@ def test_unknown_key_names_the_known_ones() -> None:
 def test_from_json_rejects_non_lists() -> None:
     with pytest.raises(ValueError, match="text must be a JSON array of objects; got dict"):
         History.from_json('{"epoch": 0}')
+
+
+def test_to_dataframe_has_a_row_per_epoch() -> None:
+    pytest.importorskip("pandas", reason="pandas is not installed")
+    history = History([{"epoch": 0, "train_loss": 0.5}, {"epoch": 1, "train_loss": 0.25, "val_loss": 0.3}])
+    frame = history.to_dataframe()
+    assert list(frame.columns) == ["epoch", "train_loss", "val_loss"]
+    assert frame["train_loss"].tolist() == history.series("train_loss") and len(frame) == 2
+
+
+def test_to_dataframe_without_pandas_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"History.to_dataframe needs pandas, which is not installed: pip install pandas"):
+        History([{"epoch": 0}]).to_dataframe()

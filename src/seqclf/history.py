@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
 
 Value = int | float | str | None
 Record = dict[str, Value]
@@ -12,7 +15,7 @@ Record = dict[str, Value]
 class History(list[Record]):
     """A list of per-epoch records such as ``{"epoch": 0, "train_loss": 0.31, ...}``.
 
-    Example:
+    Examples:
         >>> history = History([{"epoch": 0, "val_accuracy": 0.9}])
         >>> history.series("val_accuracy")
         [0.9]
@@ -37,6 +40,20 @@ class History(list[Record]):
     def to_list(self) -> list[Record]:
         """A plain list of dict copies."""
         return [dict(record) for record in self]
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """The history as a pandas DataFrame, one row per epoch and one column per key.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas
+        except ImportError as error:
+            message = "History.to_dataframe needs pandas, which is not installed: pip install pandas"
+            raise ImportError(message) from error
+        frame: pandas.DataFrame = pandas.DataFrame(self.to_list())
+        return frame
 
     def to_json(self) -> str:
         """The history as a JSON array."""

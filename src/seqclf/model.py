@@ -91,7 +91,7 @@ class SequenceClassifier(nn.Module):
             step and the backward direction's full pass), ``"mean"`` or ``"max"`` over
             valid steps.
 
-    Example:
+    Examples:
         >>> model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
         >>> model(torch.zeros(4, 28, 28)).shape
         torch.Size([4, 10])

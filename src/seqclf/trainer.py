@@ -18,6 +18,7 @@ from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint, restore_checkpoint
 from .data import Batch, DatasetSource, LoaderSource, TensorSource, as_source, epoch_plan
 from .history import History, Record
+from .progress import default_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ class Trainer:
         callbacks: :class:`~seqclf.callbacks.Callback` objects called at each event, in
             order, except that :class:`~seqclf.callbacks.Checkpoint` callbacks run last so
             that they save what the others did at the same event.
+        progress: the live progress bar (:class:`~seqclf.progress.ProgressBar`):
+            ``None`` shows it when stderr is a terminal and this is the main process,
+            ``True`` shows it on the main process even when not a terminal, ``False``
+            never. A ``ProgressBar`` given in ``callbacks`` is used instead of the default.
 
     Launched by ``torchrun`` with ``WORLD_SIZE`` > 1, the trainer trains data-parallel
     (see ``docs/distributed.md``): ``batch_size`` is per process, each step's global batch is
@@ -115,7 +120,7 @@ class Trainer:
     module); metrics are summed over the ranks, so every rank reports the global figures,
     and only rank 0 (``trainer.is_main_process``) logs.
 
-    Example:
+    Examples:
         >>> from seqclf import SequenceClassifier
         >>> model = SequenceClassifier(input_size=3, hidden_size=8, num_classes=2)
         >>> trainer = Trainer(model, epochs=1, batch_size=4, seed=0)
@@ -139,6 +144,7 @@ class Trainer:
         device: str | torch.device = "auto",
         grad_clip_norm: float | None = None,
         callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -161,7 +167,9 @@ class Trainer:
         # the module that trains: the model itself, or its DDP wrapper (which broadcasts rank 0's weights)
         self._train_model: nn.Module = self.model if env is None else distributed.wrap(self.model, self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
-        self.callbacks = sorted(callbacks, key=lambda callback: isinstance(callback, Checkpoint))
+        self.callbacks = sorted(default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
+        self.train_source: Source | None = None
+        """The training data of the current ``fit``, as a batch source (for callbacks)."""
         self.state = TrainState(seed=0 if seed is None else seed)
         self.history = History()
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
@@ -210,7 +218,7 @@ class Trainer:
                 there) and the interrupt is raised again so the caller stops too. A second
                 press stops at once, saving nothing.
         """
-        train = self.as_source(train_data, name="train_data")
+        train = self.train_source = self.as_source(train_data, name="train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         if isinstance(train, LoaderSource):
             distributed.require_distributed_sampler(train.loader, name="train_data")
@@ -471,7 +479,7 @@ class Trainer:
     def __repr__(self) -> str:
         return (
             f"Trainer(model={type(self.model).__name__}, epochs={self.epochs}, "
-            f"batch_size={self.batch_size}, optimizer={type(self.optimizer).__name__}, "
+            f"batch_size={self.batch_size}, lr={self.lr}, optimizer={type(self.optimizer).__name__}, "
             f"seed={self.seed}, device={str(self.device)!r}, grad_clip_norm={self.grad_clip_norm}, "
             f"callbacks={self.callbacks!r})"
         )

@@ -21,7 +21,7 @@ def image_rows_as_sequence(image: Any) -> Tensor:
     ``torchvision.transforms.Compose`` and in ``DataLoader`` workers, and it runs on
     whole batches on any device.
 
-    Example:
+    Examples:
         >>> image_rows_as_sequence(torch.zeros(1, 28, 28, dtype=torch.uint8)).shape
         torch.Size([28, 28])
     """
