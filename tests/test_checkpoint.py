@@ -144,7 +144,7 @@ def test_checkpoint_holds_everything_as_plain_data(tmp_path: Path) -> None:
     assert data["model"]["config"] == trainer.model.config.to_dict()  # type: ignore[operator]
     assert data["optimizer"]["class"] == "Adam" and data["optimizer"]["state_dict"]["state"]
     assert data["trainer"]["batch_size"] == 8 and data["trainer"]["state"]["step"] == 8
-    assert [c["class"] for c in data["callbacks"]] == ["EarlyStopping", "Checkpoint"]
+    assert [c["class"] for c in data["callbacks"]] == ["EarlyStopping", "ProgressBar", "Checkpoint"]
     assert set(data["rng"]) >= {"torch", "numpy", "python"}
     assert data["history"] == trainer.history.to_list()
     assert len(data["sha256"]) == 64
@@ -364,7 +364,8 @@ def test_checkpoint_values_must_be_plain_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"batch_size": 4}, r"batch_size must equal the checkpoint's to resume its epoch exactly: expected 8; got 4"),
+        ({"batch_size": 4}, r"batch_size \* processes must equal the checkpoint's global batch to resume its epochs "
+                            r"exactly: expected 8 \(batch_size 8 on 1 processes\); got 4 \(batch_size 4 on 1\)"),
         ({"optimizer": lambda p: torch.optim.SGD(p, lr=0.1)}, r"optimizer must be a Adam like the checkpoint's; got SGD"),
     ],
 )

@@ -52,7 +52,7 @@ def test_quiet_on_non_main_processes_and_when_disabled() -> None:
     out = Terminal()
     x, y = make_sequences(16)
     trainer = Trainer(SequenceClassifier(3, 8, 2), epochs=1, device="cpu", callbacks=[ProgressBar(enabled=True, file=out)])
-    trainer.is_main_process = False  # type: ignore[attr-defined]  # as a distributed trainer on rank > 0
+    trainer.rank = 1  # as a distributed trainer on rank > 0
     trainer.fit((x, y))
     fit(None, ProgressBar(enabled=False, file=out), epochs=1)
     assert out.getvalue() == ""
