@@ -25,6 +25,7 @@ import seqclf
 from seqclf.callbacks import PeriodicEvaluation
 from seqclf.datasets import DatasetNotFoundError
 
+PLOT_FILES = ("curves.png", "predictions.png", "confusion.png")
 LOADERS = {"mnist": seqclf.datasets.mnist, "fashion-mnist": seqclf.datasets.fashion_mnist}
 
 
@@ -50,6 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    existing = [name for name in PLOT_FILES if args.plot_dir and (args.plot_dir / name).exists()]
+    if existing:  # checked before training: a finished run must not fail at its very end
+        print(f"error: --plot-dir {args.plot_dir} already holds {', '.join(existing)}; "
+              "choose another folder or move them (seqclf never overwrites a saved file)", file=sys.stderr)
+        return 1
     seqclf.seed_everything(args.seed)
     load = LOADERS[args.dataset]
     try:

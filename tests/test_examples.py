@@ -67,3 +67,11 @@ def test_runs_unchanged_under_torchrun_and_only_rank_0_prints(data_dir: Path) ->
         assert re.fullmatch(r"Epoch: 0 train loss: \d+\.\d{4} test accuracy: \d\.\d{2}", line), line
     assert re.fullmatch(r"Test accuracy on all 10000 test images: 0\.\d{4}", lines[-1])
     assert len(lines) == 3
+
+
+def test_plot_dir_holding_pictures_is_refused_before_training(tmp_path: Path) -> None:
+    (tmp_path / "curves.png").write_bytes(b"an earlier run's curves")
+    result = run("--data-dir", str(tmp_path), "--no-download", "--plot-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "already holds curves.png" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "curves.png").read_bytes() == b"an earlier run's curves"

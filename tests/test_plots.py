@@ -96,3 +96,11 @@ def test_without_matplotlib_the_error_names_the_extra(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'seqclf.plots needs matplotlib, which is not installed: pip install "seqclf\[plot\]"'):
         plots.plot_training_curves(HISTORY)
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "curves.png"
+    target.write_bytes(b"the user's own picture")
+    with pytest.raises(FileExistsError, match="save_to must name a file that does not exist yet"):
+        plots.plot_training_curves(HISTORY, save_to=target)
+    assert target.read_bytes() == b"the user's own picture"

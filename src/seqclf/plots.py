@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -61,7 +62,8 @@ def plot_training_curves(
             evaluation), e.g. ``PeriodicEvaluation(...).results``.
         x: the horizontal axis: ``"epoch"`` (epochs completed) or ``"step"``
             (optimizer steps); ``"step"`` when ``steps`` is given, else ``"epoch"``.
-        save_to: also save the figure to this file (the format follows the suffix).
+        save_to: also save the figure to this new file (the format follows the suffix);
+            an existing file is never overwritten.
 
     Returns:
         A Figure with two axes: loss, then accuracy.
@@ -244,8 +246,23 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _saved(figure: Figure, save_to: PathLike | None) -> Figure:
-    if save_to is not None:
-        figure.savefig(save_to, dpi=150)
+    """Save ``figure`` to a new file; an existing file is never overwritten."""
+    if save_to is None:
+        return figure
+    path = Path(save_to)
+    try:
+        file = path.open("xb")  # exclusive: fails if the file exists
+    except FileExistsError:
+        raise FileExistsError(
+            f"save_to must name a file that does not exist yet (seqclf never overwrites a saved file); "
+            f"got the existing file {str(path)!r}"
+        ) from None
+    try:
+        with file:
+            figure.savefig(file, dpi=150, format=path.suffix.lstrip(".").lower() or "png")
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-written picture is left behind
+        raise
     return figure
 
 
