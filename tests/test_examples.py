@@ -37,3 +37,16 @@ def test_prints_the_tutorial_log_line_and_final_accuracy(data_dir: Path) -> None
     for line in log_lines:
         assert re.fullmatch(r"Epoch: 0 train loss: \d+\.\d{4} test accuracy: \d\.\d{2}", line), line
     assert re.fullmatch(r"Test accuracy on all 10000 test images: 0\.\d{4}", lines[-1])
+
+
+def test_fast_recipe_runs_with_a_schedule(data_dir: Path) -> None:
+    result = run("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "1",
+                 "--train-limit", "512", "--eval-every", "1", "--no-download", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    log_lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch:")]
+    assert len(log_lines) == 2  # 2 batches of 256
+
+
+def test_recipe_flag_is_offered() -> None:
+    result = run("--help")
+    assert "--recipe {fast,tutorial}" in result.stdout
