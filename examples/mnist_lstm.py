@@ -8,7 +8,7 @@ Adam 1e-3, batches of 32, 50 epochs, seed 2019; every 10 steps it tests on the f
     python examples/mnist_lstm.py --data-dir ../shared/data --dataset fashion-mnist --epochs 1
 
 ``--recipe fast`` trains with batches of 256 and a one-cycle learning-rate schedule for
-2 epochs: it reaches the tutorial's 3-epoch Fashion-MNIST accuracy in a fraction of the
+3 epochs: it reaches the tutorial's 3-epoch Fashion-MNIST accuracy in a fraction of the
 time (see docs/benchmarks.md). ``--epochs``, ``--batch-size`` and ``--lr`` override the recipe.
 """
 
