@@ -377,9 +377,10 @@ def inference(data: Data, args: argparse.Namespace) -> None:
 
 
 def whole_process(data: Data, args: argparse.Namespace) -> None:
-    header(f"whole process, 1 epoch, x{args.process_repeats} (start-up included)")
+    # the commands exactly as a user types them: torch's default threads, whatever --threads says
+    header(f"whole process, 1 epoch, x{args.process_repeats} (start-up included, torch's default threads)")
     python = sys.executable
-    threads = [] if args.threads is None else ["env", f"OMP_NUM_THREADS={args.threads}"]
+    threads: list[str] = []
     commands = {
         "tutorial_script.py": [
             *threads, python, str(ROOT / "benchmarks/tutorial_script.py"),
