@@ -2,6 +2,7 @@
 
 from . import callbacks as callbacks
 from . import datasets as datasets
+from . import recipes as recipes
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .data import TensorSequenceDataset as TensorSequenceDataset
@@ -27,5 +28,6 @@ __all__ = [
     "datasets",
     "image_rows_as_sequence",
     "pad_sequences",
+    "recipes",
     "seed_everything",
 ]
