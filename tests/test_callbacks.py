@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqclf import Callback, Checkpoint, SequenceClassifier, Trainer, latest_checkpoint
-from seqclf.callbacks import EarlyStopping, PeriodicEvaluation, StepOutput
+from seqclf.callbacks import EarlyStopping, LRScheduler, PeriodicEvaluation, StepOutput
 from seqclf.checkpoint import load_checkpoint
 from seqclf.history import Record
 
@@ -205,3 +205,99 @@ def test_checkpoint_directory_must_not_be_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match=r"directory must be a directory; got the file '.*file'"):
         Checkpoint(tmp_path / "file")
+
+
+class LearningRates(Callback):
+    """Records the learning rate each optimizer step used (place it before LRScheduler)."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        self.rates.append(trainer.optimizer.param_groups[0]["lr"])
+
+
+def one_cycle(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=12)
+
+
+def test_lr_scheduler_steps_after_every_batch() -> None:
+    rates = LearningRates()
+    x, y = make_sequences(32)
+    trainer_with(rates, LRScheduler(one_cycle), epochs=3).fit((x, y))  # 4 batches per epoch
+    reference = one_cycle(torch.optim.Adam([torch.zeros(1, requires_grad=True)]))
+    expected = []
+    for _ in range(12):
+        expected.append(reference.get_last_lr()[0])
+        reference.optimizer.step()
+        reference.step()
+    assert rates.rates == pytest.approx(expected)
+    assert rates.rates[0] < max(rates.rates) and rates.rates[-1] < rates.rates[0]  # warm-up, then anneal
+
+
+def test_lr_scheduler_steps_after_every_epoch() -> None:
+    rates = LearningRates()
+    x, y = make_sequences(16)
+    schedule = LRScheduler(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1), interval="epoch")
+    trainer_with(rates, schedule, epochs=3).fit((x, y))  # 2 batches per epoch
+    assert rates.rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+
+
+def test_lr_scheduler_state_resumes_the_schedule_exactly() -> None:
+    x, y = make_sequences(32)
+    initial = SequenceClassifier(3, 8, 2).state_dict()
+
+    def trainer_from(schedule: LRScheduler, rates: LearningRates) -> Trainer:
+        trainer = trainer_with(rates, schedule, epochs=3)
+        trainer.model.load_state_dict(initial)
+        return trainer
+
+    full_rates = LearningRates()
+    full = trainer_from(LRScheduler(one_cycle), full_rates)
+    full.fit((x, y))
+
+    first_rates, first_schedule = LearningRates(), LRScheduler(one_cycle)
+    first = trainer_from(first_schedule, first_rates)
+    first.epochs = 1
+    first.fit((x, y))
+    saved = {"schedule": first_schedule.state_dict(), "optimizer": first.optimizer.state_dict()}
+    assert saved["schedule"]["last_epoch"] == 4
+
+    resumed_rates, resumed_schedule = LearningRates(), LRScheduler(one_cycle)
+    resumed_schedule.load_state_dict(saved["schedule"])  # before fit: applied when the scheduler is built
+    assert resumed_schedule.state_dict() == saved["schedule"]
+    resumed = trainer_from(resumed_schedule, resumed_rates)
+    resumed.model.load_state_dict(first.model.state_dict())
+    resumed.optimizer.load_state_dict(saved["optimizer"])
+    resumed.state = first.state
+    resumed.fit((x, y))
+
+    assert first_rates.rates + resumed_rates.rates == full_rates.rates
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_lr_scheduler_loads_state_into_a_built_scheduler() -> None:
+    x, y = make_sequences(16)
+    schedule = LRScheduler(one_cycle)
+    trainer = trainer_with(schedule, epochs=1)
+    trainer.fit((x, y))
+    state = schedule.state_dict()
+    trainer.epochs = 2
+    trainer.fit((x, y))  # a second fit continues the same scheduler
+    assert schedule.state_dict()["last_epoch"] == 4
+    schedule.load_state_dict(state)
+    assert schedule.state_dict()["last_epoch"] == 2
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(state["_last_lr"][0])
+
+
+def test_lr_scheduler_validation() -> None:
+    with pytest.raises(TypeError, match="factory must be a callable taking the optimizer; got int"):
+        LRScheduler(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="interval must be 'step' or 'epoch'; got 'batch'"):
+        LRScheduler(one_cycle, interval="batch")  # type: ignore[arg-type]
+    x, y = make_sequences(8)
+    plateau = LRScheduler(lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt))  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match=r"factory must return .* \(ReduceLROnPlateau is not supported\); got ReduceLROnPlateau"):
+        trainer_with(plateau).fit((x, y))
+    assert LRScheduler(one_cycle).state_dict() == {}

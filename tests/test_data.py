@@ -60,6 +60,19 @@ def test_tensor_dataset_transforms_whole_batches() -> None:
     assert len(dataset.subset(slice(4))) == 4 and dataset.subset([1, 2]).y.tolist() == [1, 2]
 
 
+def test_tensor_source_batches_equal_plain_indexing_in_plan_order() -> None:
+    x, y, lengths = torch.randn(50, 6, 3), torch.randint(0, 4, (50,)), torch.randint(1, 7, (50,))
+    source = as_source((x, lengths, y), CPU)
+    plan = epoch_plan(50, 16, seed=3)  # 16, 16, 16, 2
+    batches = list(source.batches(plan))
+    assert [len(b.x) for b in batches] == [16, 16, 16, 2]
+    for batch, indices in zip(batches, plan, strict=True):
+        assert torch.equal(batch.x, x[indices])
+        assert batch.lengths is not None and torch.equal(batch.lengths, lengths[indices])
+        assert batch.y is not None and torch.equal(batch.y, y[indices])
+    assert list(source.batches([])) == [] and list(source.batches(None)) == []
+
+
 def test_sources_for_each_kind_of_data() -> None:
     x, y = torch.randn(6, 5, 3), torch.randint(0, 2, (6,))
     assert isinstance(as_source((x, y), CPU), TensorSource)

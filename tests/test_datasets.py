@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import seqclf
-from seqclf.datasets import DatasetNotFoundError
+from seqclf.datasets import DatasetNotFoundError, read_idx
 
 
 def test_mnist_test_set_from_the_shared_layout(data_dir: Path) -> None:
@@ -52,3 +52,36 @@ def test_failed_download_is_a_clear_error_not_a_traceback(tmp_path: Path, monkey
 def test_root_must_be_a_path() -> None:
     with pytest.raises(TypeError, match="root must be a path"):
         seqclf.datasets.mnist(3)  # type: ignore[arg-type]
+
+
+def test_idx_reader_equals_torchvisions(data_dir: Path) -> None:
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    raw = data_dir / "fashion-mnist" / "FashionMNIST" / "raw"
+    images, labels = read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
+    assert torch.equal(images, read_image_file(str(raw / "t10k-images-idx3-ubyte")))
+    assert torch.equal(labels.long(), read_label_file(str(raw / "t10k-labels-idx1-ubyte")))
+
+
+def test_idx_reader_reads_a_small_file_and_refuses_bad_ones(tmp_path: Path) -> None:
+    path = tmp_path / "x-idx2-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, *range(6)]))
+    assert read_idx(path).tolist() == [[0, 1, 2], [3, 4, 5]]
+    path.write_bytes(bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, *range(5)]))
+    with pytest.raises(ValueError, match=r"must hold 6 bytes of data for shape \(2, 3\); got 5"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]))  # float32 data
+    with pytest.raises(ValueError, match=r"must be an IDX file of unsigned bytes \(magic 0x0008\); got '00000d01'"):
+        read_idx(path)
+
+
+def test_loading_does_not_import_torchvision(data_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, seqclf; seqclf.datasets.fashion_mnist(sys.argv[1], train=False); "
+        "print('torchvision' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

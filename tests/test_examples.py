@@ -18,7 +18,7 @@ def test_help_needs_no_data() -> None:
     result = run("--help")
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--lr", "--data-dir", "--dataset", "--device", "--seed",
-                 "--eval-every", "--no-download"):
+                 "--eval-every", "--no-download", "--recipe {fast,tutorial}"):
         assert flag in result.stdout
 
 
@@ -75,3 +75,27 @@ def test_plot_dir_holding_pictures_is_refused_before_training(tmp_path: Path) ->
     assert result.returncode == 1
     assert "already holds curves.png" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "curves.png").read_bytes() == b"an earlier run's curves"
+
+
+def test_fast_recipe_runs_with_a_schedule(data_dir: Path) -> None:
+    result = run("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "1",
+                 "--train-limit", "512", "--eval-every", "1", "--no-download", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    log_lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch:")]
+    assert len(log_lines) == 2  # 2 batches of 256
+
+
+def test_checkpoint_dir_and_resume_continue_the_run(data_dir: Path, tmp_path: Path) -> None:
+    common = ("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--train-limit", "320", "--eval-every", "5",
+              "--no-download", "--device", "cpu", "--checkpoint-dir", str(tmp_path / "run"))
+    first = run(*common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "run" / "step-00000010.pt").is_file()
+    resumed = run(*common, "--epochs", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = {line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("Epoch:")}
+    assert epochs == {"1"}  # epoch 0 is not trained again
+    assert (tmp_path / "run" / "step-00000020.pt").is_file()
+    again = run(*common, "--epochs", "1")  # a new run must not mix with the saved one
+    assert again.returncode == 1 and "must not hold checkpoints of another run" in again.stderr
+    assert "Traceback" not in again.stderr

@@ -4,6 +4,7 @@ from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
+from . import recipes as recipes
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .callbacks import Checkpoint as Checkpoint
@@ -39,5 +40,6 @@ __all__ = [
     "image_rows_as_sequence",
     "latest_checkpoint",
     "pad_sequences",
+    "recipes",
     "seed_everything",
 ]

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler as TorchLRScheduler
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import distributed
 from .checkpoint import (
@@ -296,3 +299,85 @@ class Checkpoint(Callback):
             f"Checkpoint({str(self.directory)!r}, every_n_steps={self.every_n_steps}, "
             f"every_n_epochs={self.every_n_epochs}, keep_last={self.keep_last})"
         )
+
+
+SchedulerFactory = Callable[[torch.optim.Optimizer], TorchLRScheduler]
+
+
+class LRScheduler(Callback):
+    """Drive a torch learning-rate scheduler from the training loop; resumable.
+
+    The scheduler is built at fit start from the trainer's optimizer (so a callback can be
+    declared before the trainer exists) and stepped after every optimizer step, or after
+    every epoch with ``interval="epoch"``. Its state is this callback's state: a
+    checkpoint that stores ``state_dict()`` resumes the schedule where it stopped.
+
+    Args:
+        factory: takes the optimizer and returns a ``torch.optim.lr_scheduler.LRScheduler``.
+        interval: ``"step"`` (after each batch) or ``"epoch"`` (after each epoch).
+
+    Example:
+        >>> from torch.optim.lr_scheduler import OneCycleLR
+        >>> schedule = LRScheduler(lambda opt: OneCycleLR(opt, max_lr=1e-2, total_steps=1000))
+    """
+
+    def __init__(self, factory: SchedulerFactory, interval: Literal["step", "epoch"] = "step") -> None:
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable taking the optimizer; got {type(factory).__name__}")
+        if interval not in ("step", "epoch"):
+            raise ValueError(f"interval must be 'step' or 'epoch'; got {interval!r}")
+        self.factory, self.interval = factory, interval
+        self.scheduler: TorchLRScheduler | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if self.scheduler is not None and self.scheduler.optimizer is trainer.optimizer:
+            return  # a second fit() continues the same schedule
+        # building a scheduler resets the optimizer's hyperparameters to the schedule's start
+        # (OneCycleLR also cycles Adam's beta1): a resumed run keeps the restored ones
+        saved_groups = [
+            {key: value for key, value in group.items() if key != "params"} for group in trainer.optimizer.param_groups
+        ]
+        scheduler = self.factory(trainer.optimizer)
+        if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler, TorchLRScheduler):
+            raise TypeError(
+                "factory must return a torch.optim.lr_scheduler.LRScheduler stepped without a metric "
+                f"(ReduceLROnPlateau is not supported); got {type(scheduler).__name__}"
+            )
+        self.scheduler = scheduler
+        if self._pending is not None:
+            for group, saved in zip(trainer.optimizer.param_groups, saved_groups, strict=True):
+                group.update(saved)
+            self._restore(self._pending)
+            self._pending = None
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        if self.interval == "step" and self.scheduler is not None:
+            self.scheduler.step()
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        if self.interval == "epoch" and self.scheduler is not None:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.scheduler is None:
+            return {} if self._pending is None else dict(self._pending)
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if self.scheduler is None:
+            self._pending = dict(state)  # applied when fit builds the scheduler
+        else:
+            self._restore(state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        assert self.scheduler is not None
+        self.scheduler.load_state_dict(state)
+        for group, lr in zip(self.scheduler.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
+
+    def __repr__(self) -> str:
+        name = type(self.scheduler).__name__ if self.scheduler is not None else getattr(self.factory, "__name__", "?")
+        return f"LRScheduler({name}, interval={self.interval!r})"

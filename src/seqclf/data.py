@@ -161,15 +161,19 @@ class TensorSource:
         return len(self.x)
 
     def batches(self, plan: Sequence[Tensor] | None) -> Iterator[Batch]:
-        for indices in plan if plan is not None else []:
-            indices = indices.to(self.x.device)
-            x = self.x[indices]
+        if not plan:
+            return
+        # the whole plan moves to the device at once, not one small copy per batch
+        flat = torch.cat(list(plan)).to(self.x.device, non_blocking=True)
+        for indices in torch.split(flat, [len(indices) for indices in plan]):
+            # index_select on dim 0 is several times faster than x[indices] for small batches
+            x = self.x.index_select(0, indices)
             if self.transform is not None:
                 x = self.transform(x)  # (B, T, F)
             yield Batch(
                 x,
-                None if self.lengths is None else self.lengths[indices],
-                None if self.y is None else self.y[indices],
+                None if self.lengths is None else self.lengths.index_select(0, indices),
+                None if self.y is None else self.y.index_select(0, indices),
             )
 
 

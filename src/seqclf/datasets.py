@@ -7,8 +7,13 @@ batches, so the trainer never touches individual items.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from .data import TensorSequenceDataset
 from .transforms import image_rows_as_sequence
@@ -50,9 +55,6 @@ def fashion_mnist(
 
 
 def _load(name: str, root: str | os.PathLike[str], *, train: bool, download: bool) -> TensorSequenceDataset:
-    import torchvision
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path (str or os.PathLike); got {type(root).__name__}")
     root_path = _resolve_root(Path(root), name)
@@ -61,6 +63,8 @@ def _load(name: str, root: str | os.PathLike[str], *, train: bool, download: boo
     raw = root_path / name / "raw"
     missing = [f for f in files if not (raw / f).is_file()]
     if missing and download:
+        import torchvision  # only to download: importing it costs seconds of start-up
+
         try:
             getattr(torchvision.datasets, name)(str(root_path), train=train, download=True)
         except Exception as error:  # urllib, HTTP, checksum: all mean "not available"
@@ -70,9 +74,29 @@ def _load(name: str, root: str | os.PathLike[str], *, train: bool, download: boo
         missing = [f for f in files if not (raw / f).is_file()]
     if missing:
         raise DatasetNotFoundError(_missing_message(name, raw, missing, "download was not requested."))
-    images = read_image_file(str(raw / files[0]))  # (N, 28, 28) uint8
-    labels = read_label_file(str(raw / files[1]))  # (N,) int64
+    images = read_idx(raw / files[0])  # (N, 28, 28) uint8
+    labels = read_idx(raw / files[1]).to(torch.int64)  # (N,)
     return TensorSequenceDataset(images.unsqueeze(1), labels, transform=image_rows_as_sequence)
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An uncompressed IDX file of unsigned bytes (MNIST's format) as a uint8 tensor.
+
+    The same tensor as torchvision's ``read_image_file``/``read_label_file``, without
+    importing torchvision.
+    """
+    data = path.read_bytes()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} must be an IDX file of unsigned bytes (magic 0x0008); got {data[:4].hex()!r}")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    offset = 4 + 4 * ndim
+    if len(data) - offset != math.prod(shape):
+        raise ValueError(
+            f"{path} must hold {math.prod(shape)} bytes of data for shape {shape}; got {len(data) - offset}"
+        )
+    array = np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+    return torch.from_numpy(array.copy())
 
 
 def _resolve_root(root: Path, name: str) -> Path:
