@@ -33,8 +33,7 @@ def test_one_cycle_trainer_follows_the_recipe() -> None:
     x, y = make_sequences(30)  # 4 batches per epoch, the last one partial
     trainer = recipe.trainer(SequenceClassifier(3, 8, 2), len(x), seed=0, device="cpu")
     assert (trainer.epochs, trainer.batch_size, trainer.lr) == (2, 8, 0.05)
-    [schedule] = trainer.callbacks
-    assert isinstance(schedule, LRScheduler)
+    [schedule] = [callback for callback in trainer.callbacks if isinstance(callback, LRScheduler)]
     trainer.fit((x, y))
     scheduler = schedule.scheduler
     assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
@@ -64,3 +63,9 @@ def test_user_callbacks_come_before_the_schedule() -> None:
 def test_recipe_validation(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         Recipe(**kwargs)
+
+
+def test_steps_count_global_batches_under_several_processes() -> None:
+    recipe = Recipe(batch_size=16, epochs=2)
+    assert recipe.steps(97) == 2 * 7
+    assert recipe.steps(97, world_size=2) == 2 * 3  # global batches of 32; a tail smaller than the world is skipped

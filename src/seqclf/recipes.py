@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from . import distributed
 from .callbacks import Callback, LRScheduler
 from .trainer import Trainer
 
@@ -54,18 +55,20 @@ class Recipe:
         if not 0.0 < self.warmup < 1.0:
             raise ValueError(f"warmup must be a float in (0, 1); got {self.warmup!r}")
 
-    def steps(self, train_size: int) -> int:
-        """Optimizer steps of the whole run on ``train_size`` sequences."""
-        return self.epochs * math.ceil(train_size / self.batch_size)
+    def steps(self, train_size: int, world_size: int = 1) -> int:
+        """Optimizer steps of the whole run on ``train_size`` sequences and ``world_size`` processes."""
+        if world_size == 1:
+            return self.epochs * math.ceil(train_size / self.batch_size)
+        return self.epochs * distributed.steps_per_epoch(train_size, self.batch_size, world_size)
 
-    def callbacks(self, train_size: int) -> list[Callback]:
+    def callbacks(self, train_size: int, world_size: int = 1) -> list[Callback]:
         """The callbacks the schedule needs for a run on ``train_size`` sequences."""
         if self.schedule == "constant":
             return []
         factory = partial(
             torch.optim.lr_scheduler.OneCycleLR,
             max_lr=self.lr,
-            total_steps=self.steps(train_size),
+            total_steps=self.steps(train_size, world_size),
             pct_start=self.warmup,
         )
         return [LRScheduler(factory)]
@@ -77,12 +80,14 @@ class Recipe:
 
         The schedule's callback comes last, so the others see the rate each step used.
         """
+        env = distributed.environment()  # under torchrun a run takes fewer, larger global steps
+        world_size = 1 if env is None else env.world_size
         return Trainer(
             model,
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
-            callbacks=[*callbacks, *self.callbacks(train_size)],
+            callbacks=[*callbacks, *self.callbacks(train_size, world_size)],
             **kwargs,
         )
 
