@@ -150,13 +150,16 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
     return tensor if size == 1 else all_reduce_sum(tensor.float()) / size
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank if ``flag`` is true on any rank: how all ranks agree to stop."""
+def any_rank(*flags: bool) -> tuple[bool, ...]:
+    """For each flag, True on every rank if it is true on any rank (one all-reduce for all).
+
+    This is how all ranks agree to stop, e.g. ``stop, interrupted = any_rank(stop, interrupted)``.
+    """
     if world_size() == 1:
-        return flag
-    value = torch.tensor([int(flag)], dtype=torch.int32)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_cpu_group)
-    return bool(value.item())
+        return flags
+    values = torch.tensor([int(flag) for flag in flags], dtype=torch.int32)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX, group=_cpu_group)
+    return tuple(bool(value) for value in values.tolist())
 
 
 def broadcast_int(value: int, src: int = 0) -> int:

@@ -329,8 +329,9 @@ class Trainer:
         the checkpoint saved on the way out is a collective every rank reaches).
         """
         if self.world_size > 1:
-            self.state.should_stop = distributed.any_rank(self.state.should_stop)
-            self._interrupt.requested = distributed.any_rank(self._interrupt.requested)
+            self.state.should_stop, self._interrupt.requested = distributed.any_rank(
+                self.state.should_stop, self._interrupt.requested
+            )
         self._interrupt.check()
         return self.state.should_stop
 
@@ -344,11 +345,9 @@ class Trainer:
         if self.world_size == 1:
             return self.state
         state = replace(self.state)
-        local = torch.stack([
-            state.epoch_loss_sum.double(), state.epoch_correct.double(),
-            torch.tensor(float(state.epoch_seen), dtype=torch.float64, device=self.device),
-        ])
-        loss_sum, correct, seen = distributed.all_reduce_sum(local).tolist()
+        loss_sum, correct, seen = self._sum_over_ranks(
+            [float(state.epoch_loss_sum), float(state.epoch_correct), float(state.epoch_seen)]
+        )
         state.epoch_loss_sum = torch.tensor(loss_sum, dtype=state.epoch_loss_sum.dtype, device=self.device)
         state.epoch_correct = torch.tensor(round(correct), dtype=torch.int64, device=self.device)
         state.epoch_seen = round(seen)
@@ -381,9 +380,9 @@ class Trainer:
         )
 
     def _epoch_metrics(self) -> dict[str, float]:
-        sums = [float(self.state.epoch_loss_sum), float(self.state.epoch_correct), float(self.state.epoch_seen)]
-        loss_sum, correct, seen = self._sum_over_ranks(sums)
-        return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+        state = self.run_state()  # the sums over all processes
+        seen = max(state.epoch_seen, 1)
+        return {"train_loss": float(state.epoch_loss_sum) / seen, "train_accuracy": float(state.epoch_correct) / seen}
 
     def _sum_over_ranks(self, values: list[float]) -> list[float]:
         """Element-wise sums over all processes, in one all-reduce (``values`` itself when alone)."""
