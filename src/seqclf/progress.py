@@ -59,7 +59,7 @@ class ProgressBar(Callback):
 
     def is_active(self, trainer: Trainer) -> bool:
         """Whether the bar is shown for this run (decided at fit start)."""
-        if self.enabled is False or not getattr(trainer, "is_main_process", True):
+        if self.enabled is False or not trainer.is_main_process:
             return False
         if self.enabled:
             return True
@@ -156,12 +156,11 @@ def _running_metrics(trainer: Trainer) -> dict[str, str]:
 
 def _epoch_samples(trainer: Trainer) -> int | None:
     """Training samples this process sees in one epoch, when the data says (else None)."""
-    source: Any = getattr(trainer, "train_source", None)
+    source: Any = trainer.train_source
     if source is None:
         return None
     try:
         size = len(source)
     except TypeError:  # a DataLoader over an iterable dataset
         return None
-    world_size = int(getattr(trainer, "world_size", 1))
-    return math.ceil(size / world_size)
+    return math.ceil(size / trainer.world_size)
