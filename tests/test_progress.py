@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import pytest
@@ -94,3 +95,35 @@ def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type[Exception],
 def test_bad_progress_setting_is_named() -> None:
     with pytest.raises(TypeError, match="progress must be True, False or None \\(auto\\); got 'auto'"):
         Trainer(SequenceClassifier(3, 8, 2), progress="auto")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("columns", "width"), [(0, seqclf.progress.FALLBACK_COLUMNS), (120, 119)])
+def test_a_terminal_reporting_0_columns_gets_a_fixed_width_bar(columns: int, width: int) -> None:
+    # a fresh pseudo-terminal reports 0 columns, as `script`, some CI runners and editor shells do
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    with open(follower, "w", closefd=True) as terminal:
+        fit(None, ProgressBar(file=terminal), epochs=1)  # on by default: it is a terminal
+    output = b""
+    while chunk := _read_ready(leader):
+        output += chunk
+    os.close(leader)
+    line = output.decode().replace("\r\n", "\n").strip("\n").split("\n")[-1].split("\r")[-1]
+    assert line.startswith("epoch 1/1: 100%") and "48/48" in line and "acc=" in line
+    assert len(line) == width  # tqdm fills the width it is given (dynamic width: the terminal's less 1)
+
+
+def _read_ready(fd: int) -> bytes:
+    import select
+
+    if not select.select([fd], [], [], 0.5)[0]:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the other end is closed and drained
+        return b""

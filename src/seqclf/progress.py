@@ -9,6 +9,7 @@ default, shows it when stderr is a terminal and the process is the main one); pa
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -75,15 +76,20 @@ class ProgressBar(Callback):
             return
         total = _epoch_samples(trainer)
         done = min(trainer.state.batch_in_epoch * trainer.batch_size, total or 0)  # a resumed epoch
+        file = self.file if self.file is not None else sys.stderr
+        # a terminal that reports 0 columns (a fresh pty, `script`, some CI and editor shells)
+        # would make tqdm's dynamic width draw nothing at all: give it a fixed width instead
+        zero_width = _terminal_columns(file) == 0
         self.bar = tqdm(
             total=total,
             initial=done,
             desc=f"epoch {trainer.state.epoch + 1}/{trainer.epochs}",
             unit="samples",
             unit_scale=total is None or total >= 10_000,  # "60.0k/60.0k", but "64/100"
-            dynamic_ncols=True,
+            dynamic_ncols=not zero_width,
+            ncols=FALLBACK_COLUMNS if zero_width else None,
             leave=True,
-            file=self.file if self.file is not None else sys.stderr,
+            file=file,
             mininterval=0,  # on_batch_end throttles the updates itself
             miniters=1,
         )
@@ -125,6 +131,18 @@ class ProgressBar(Callback):
 
     def __repr__(self) -> str:
         return f"ProgressBar(enabled={self.enabled}, refresh_s={self.refresh_s})"
+
+
+FALLBACK_COLUMNS = 80
+"""The bar's width on a terminal that reports a width of 0 columns."""
+
+
+def _terminal_columns(file: TextIO) -> int | None:
+    """The width ``file``'s terminal reports, or None when it is not a terminal."""
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # no fileno (StringIO), not a terminal, closed
+        return None
 
 
 def default_callbacks(callbacks: Sequence[Callback], progress: bool | None) -> list[Callback]:
