@@ -328,3 +328,41 @@ def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     assert not interrupt.fit_ended
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000005.pt", "step-00000008.pt", "step-00000010.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_loss_fn_is_the_training_loss_and_class_weights_reach_the_device() -> None:
+    x, y = make_sequences(32)
+    weight = torch.tensor([1.0, 3.0])
+    model = SequenceClassifier(3, 8, 2)
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x), y, weight=weight).item()
+        plain = torch.nn.functional.cross_entropy(model(x), y).item()
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    trainer = Trainer(model, epochs=1, batch_size=32, seed=0, device="cpu", loss_fn=loss_fn)
+    assert trainer.loss_fn is loss_fn and loss_fn.weight is not None and loss_fn.weight.device == trainer.device
+    history = trainer.fit((x, y))  # one batch: the epoch's loss is the loss of the initial weights
+    assert history.last("train_loss") == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - plain) > 1e-3  # the weights make a difference the check can see
+    metrics = trainer.evaluate((x, y))  # evaluation reports the plain cross-entropy whatever the training loss
+    with torch.no_grad():
+        assert metrics["loss"] == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item(), rel=1e-5)
+
+
+def test_loss_fn_may_be_a_function_and_defaults_to_cross_entropy() -> None:
+    x, y = make_sequences(32)
+    calls: list[int] = []
+
+    def smoothed(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls.append(len(labels))
+        return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+
+    small_trainer(loss_fn=smoothed).fit((x, y))
+    assert calls == [8] * 8  # 2 epochs of 4 batches of 8
+    assert isinstance(small_trainer().loss_fn, torch.nn.CrossEntropyLoss)
+
+
+@pytest.mark.parametrize("loss_fn", [torch.nn.CrossEntropyLoss, "cross_entropy", 1.0])
+def test_loss_fn_must_be_a_loss_instance_or_function(loss_fn: object) -> None:
+    with pytest.raises(TypeError, match=r"loss_fn must be a loss instance or function called as loss_fn\(logits, "
+                                        r"labels\), e\.g\. nn\.CrossEntropyLoss\(weight=\.\.\.\), or None; got "):
+        small_trainer(loss_fn=loss_fn)

@@ -23,6 +23,7 @@ from .progress import default_callbacks
 logger = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+LossFunction = Callable[[Tensor, Tensor], Tensor]
 Source = TensorSource | DatasetSource | LoaderSource
 
 
@@ -105,6 +106,11 @@ class Trainer:
             them with :func:`seqclf.seed_everything` before building the model.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or any ``torch.device``.
         grad_clip_norm: clip the gradients' global norm to this value.
+        loss_fn: the training loss, called as ``loss_fn(logits (B, C), labels (B,))`` and
+            returning the batch's mean loss; ``None`` is ``nn.CrossEntropyLoss()``. For
+            imbalanced classes, ``nn.CrossEntropyLoss(weight=class_weights)``. A module is
+            moved to ``device``. ``evaluate`` and ``val_loss`` always report the plain
+            cross-entropy, comparable between runs with different losses.
         callbacks: :class:`~seqclf.callbacks.Callback` objects called at each event, in
             order, except that :class:`~seqclf.callbacks.Checkpoint` callbacks run last so
             that they save what the others did at the same event.
@@ -143,6 +149,7 @@ class Trainer:
         seed: int | None = None,
         device: str | torch.device = "auto",
         grad_clip_norm: float | None = None,
+        loss_fn: LossFunction | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
     ) -> None:
@@ -156,6 +163,11 @@ class Trainer:
             raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
         if grad_clip_norm is not None and not grad_clip_norm > 0:
             raise ValueError(f"grad_clip_norm must be a positive float or None; got {grad_clip_norm!r}")
+        if loss_fn is not None and (isinstance(loss_fn, type) or not callable(loss_fn)):
+            raise TypeError(
+                "loss_fn must be a loss instance or function called as loss_fn(logits, labels), "
+                f"e.g. nn.CrossEntropyLoss(weight=...), or None; got {loss_fn!r}"
+            )
         for i, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks[{i}] must be a seqclf Callback; got {type(callback).__name__}")
@@ -172,7 +184,9 @@ class Trainer:
         """The training data of the current ``fit``, as a batch source (for callbacks)."""
         self.state = TrainState(seed=0 if seed is None else seed)
         self.history = History()
-        self.loss_fn: nn.Module = nn.CrossEntropyLoss()
+        self.loss_fn: LossFunction = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.to(self.device)  # e.g. the class weights of nn.CrossEntropyLoss(weight=...)
         self._interrupt = DeferredInterrupt()
 
     @property
