@@ -323,7 +323,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self._train_model(batch.x, batch.lengths)  # (B, C)
         loss = self.loss_fn(logits, batch.y)
-        loss.backward()  # under DDP this also averages the gradients over the ranks
+        torch.autograd.backward(loss)  # under DDP this also averages the gradients over the ranks
         if self.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         self.optimizer.step()
