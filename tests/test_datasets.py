@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,10 @@ def test_missing_files_say_which_where_and_how(tmp_path: Path) -> None:
     assert "train-images-idx3-ubyte, train-labels-idx1-ubyte" in message
     assert str(tmp_path / "MNIST" / "raw") in message
     assert "download=True" in message
+    error = raised.value
+    assert (error.dataset, error.folder, error.download_error) == ("MNIST", tmp_path / "MNIST" / "raw", None)
+    assert error.missing == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert str(pickle.loads(pickle.dumps(error))) == message  # crosses process boundaries intact
 
 
 def test_failed_download_is_a_clear_error_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,8 +50,17 @@ def test_failed_download_is_a_clear_error_not_a_traceback(tmp_path: Path, monkey
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
-    with pytest.raises(DatasetNotFoundError, match=r"The download failed \(URLError.*They must be in"):
+    with pytest.raises(DatasetNotFoundError, match=r"missing from .*Downloading them failed \(URLError: .*name "
+                                                   r"resolution>\)\. Copy them there from https://") as raised:
         seqclf.datasets.fashion_mnist(tmp_path, train=False, download=True)
+    assert raised.value.download_error is not None and raised.value.download_error.startswith("URLError")
+
+
+@pytest.mark.parametrize("inside", ["FashionMNIST", "FashionMNIST/raw", "fashion-mnist/FashionMNIST/raw", "fashion-mnist"])
+def test_root_may_be_the_folder_the_files_are_in_or_any_parent_in_the_layout(data_dir: Path, inside: str) -> None:
+    expected = seqclf.datasets.fashion_mnist(data_dir, train=False).y
+    root = data_dir / "fashion-mnist" / inside if inside.startswith("F") else data_dir / inside
+    assert torch.equal(seqclf.datasets.fashion_mnist(root, train=False).y, expected)
 
 
 def test_root_must_be_a_path() -> None:

@@ -25,15 +25,37 @@ _SOURCES = {
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The files of a dataset are missing and could not be downloaded."""
+    """The files of a dataset are missing and could not be downloaded.
+
+    Attributes:
+        dataset: ``"MNIST"`` or ``"FashionMNIST"``.
+        folder: where the files must be (``<root>/MNIST/raw``, say).
+        missing: the names of the missing files.
+        download_error: why the download failed, or ``None`` when none was tried.
+        source: where to get the files by hand.
+    """
+
+    def __init__(self, dataset: str, folder: Path, missing: list[str], download_error: str | None = None) -> None:
+        self.dataset, self.folder, self.missing = dataset, folder, list(missing)
+        self.download_error, self.source = download_error, _SOURCES[dataset]
+        if download_error is None:
+            how = f"Pass download=True to fetch them (needs internet access), or copy them there from {self.source}."
+        else:
+            how = f"Downloading them failed ({download_error}). Copy them there from {self.source}."
+        super().__init__(
+            f"{dataset} files are missing from {folder}/: {', '.join(self.missing)} (uncompressed IDX files). {how}"
+        )
+
+    def __reduce__(self) -> tuple[type[DatasetNotFoundError], tuple[str, Path, list[str], str | None]]:
+        return type(self), (self.dataset, self.folder, self.missing, self.download_error)
 
 
 def mnist(root: str | os.PathLike[str], *, train: bool = True, download: bool = False) -> TensorSequenceDataset:
     """The MNIST digits as ``(sequence (28, 28) float in [0, 1], label)`` items.
 
     Args:
-        root: the folder holding ``MNIST/raw/`` (torchvision's layout), or a parent
-            holding ``mnist/MNIST/raw/``.
+        root: the folder holding ``MNIST/raw/`` (torchvision's layout), a parent holding
+            ``mnist/MNIST/raw/``, or the ``MNIST/raw/`` (or ``MNIST/``) folder itself.
         train: the 60,000 training images, or else the 10,000 test images.
         download: fetch missing files with torchvision first.
 
@@ -49,7 +71,8 @@ def fashion_mnist(
 ) -> TensorSequenceDataset:
     """Fashion-MNIST as ``(sequence (28, 28) float in [0, 1], label)`` items; see :func:`mnist`.
 
-    ``root`` holds ``FashionMNIST/raw/``, or is a parent holding ``fashion-mnist/FashionMNIST/raw/``.
+    ``root`` holds ``FashionMNIST/raw/``, or is a parent holding ``fashion-mnist/FashionMNIST/raw/``,
+    or is the ``FashionMNIST/raw/`` (or ``FashionMNIST/``) folder itself.
     """
     return _load("FashionMNIST", root, train=train, download=download)
 
@@ -68,12 +91,10 @@ def _load(name: str, root: str | os.PathLike[str], *, train: bool, download: boo
         try:
             getattr(torchvision.datasets, name)(str(root_path), train=train, download=True)
         except Exception as error:  # urllib, HTTP, checksum: all mean "not available"
-            raise DatasetNotFoundError(
-                _missing_message(name, raw, missing, f"The download failed ({type(error).__name__}: {error}).")
-            ) from None
+            raise DatasetNotFoundError(name, raw, missing, f"{type(error).__name__}: {error}") from None
         missing = [f for f in files if not (raw / f).is_file()]
     if missing:
-        raise DatasetNotFoundError(_missing_message(name, raw, missing, "download was not requested."))
+        raise DatasetNotFoundError(name, raw, missing)
     images = read_idx(raw / files[0])  # (N, 28, 28) uint8
     labels = read_idx(raw / files[1]).to(torch.int64)  # (N,)
     return TensorSequenceDataset(images.unsqueeze(1), labels, transform=image_rows_as_sequence)
@@ -100,16 +121,14 @@ def read_idx(path: Path) -> torch.Tensor:
 
 
 def _resolve_root(root: Path, name: str) -> Path:
+    """The folder holding ``<name>/raw``, from the folder a user points at."""
+    if (root / name).is_dir():
+        return root
+    if root.name == "raw" and root.parent.name == name:  # the folder the files are in
+        return root.parent.parent
+    if root.name == name:  # the dataset's own folder
+        return root.parent
     nested = root / {"MNIST": "mnist", "FashionMNIST": "fashion-mnist"}[name]
-    if not (root / name).is_dir() and (nested / name).is_dir():
+    if (nested / name).is_dir():
         return nested
     return root
-
-
-def _missing_message(name: str, raw: Path, missing: list[str], why: str) -> str:
-    return (
-        f"{name} files are missing: {', '.join(missing)}; {why} "
-        f"They must be in {raw}/ (uncompressed IDX files). Get them with download=True "
-        f"(the example's default; --no-download turns it off) on a machine with internet "
-        f"access, or copy the files there from {_SOURCES[name]}."
-    )
