@@ -1,55 +1,78 @@
 """Classify MNIST digits with an LSTM that reads each image row by row.
 
 The classic tutorial, on seqclf: LSTM(28 -> 64), Linear(64 -> 10) on the last step,
-Adam 1e-3, batches of 32, 50 epochs, seed 2019; every 10 steps it tests on the first
-200 test images and prints ``Epoch: 0 train loss: 0.5680 test accuracy: 0.80``.
+Adam 1e-3, batches of 32, seed 2019; every 10 steps it tests on the first 200 test
+images and prints ``Epoch: 0 train loss: 0.5680 test accuracy: 0.80``.
 
-    python examples/mnist_lstm.py                      # downloads MNIST to ./data
-    python examples/mnist_lstm.py --data-dir ../shared/data --dataset fashion-mnist --epochs 1
-    torchrun --nproc-per-node 2 examples/mnist_lstm.py ...   # data-parallel: 2 processes, batch 32 each
-    python examples/mnist_lstm.py --epochs 1 --plot-dir plots   # + curves, predictions, confusion matrix
+Its default is the tutorial's 50 epochs: EPOCH_COST. A first look, with the three
+pictures, in under a minute:
 
-A progress bar per epoch shows on a terminal (``--no-progress`` hides it).
-``--checkpoint-dir DIR`` saves the run (every 500 steps, every epoch, and on Ctrl-C);
-run the same command with ``--resume`` to continue it exactly.
+    python examples/mnist_lstm.py --recipe fast --epochs 1 --plot-dir plots
+
+More:
+
+    python examples/mnist_lstm.py                    # the tutorial's 50 epochs; downloads MNIST to ./data
+    python examples/mnist_lstm.py --epochs 3         # the tutorial's recipe for 3 epochs
+    python examples/mnist_lstm.py --dataset fashion-mnist --data-dir ~/datasets/FashionMNIST/raw
+    python examples/mnist_lstm.py --checkpoint-dir runs/mnist   # after a Ctrl-C, add --resume to continue
+    torchrun --nproc-per-node 2 examples/mnist_lstm.py ...      # data-parallel: 2 processes, batch 32 each
+
+``--data-dir`` takes the folder the download creates (``./data``, holding ``MNIST/raw``)
+or the ``raw`` folder holding the four IDX files itself. A progress bar per epoch shows
+on a terminal (``--no-progress`` hides it). ``--checkpoint-dir DIR`` saves the run every
+500 steps, every epoch and on Ctrl-C; the same command with ``--resume`` continues it
+exactly.
 
 ``--recipe fast`` trains with batches of 256 and a one-cycle learning-rate schedule for
 3 epochs: it reaches the tutorial's 3-epoch Fashion-MNIST accuracy in a fraction of the
-time (see docs/benchmarks.md). ``--epochs``, ``--batch-size`` and ``--lr`` override the recipe.
+time (see the benchmarks page of the documentation). ``--epochs``, ``--batch-size`` and
+``--lr`` override the recipe.
 """
 
 from __future__ import annotations
 
+# Only the standard library at the top: torch takes seconds to import, and --help and
+# argument errors must not wait for it. seqclf (and so torch) is imported in main().
 import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
-import seqclf
-from seqclf.callbacks import Checkpoint, PeriodicEvaluation
-from seqclf.checkpoint import latest_checkpoint
-from seqclf.datasets import DatasetNotFoundError
-from seqclf.recipes import RECIPES
+if TYPE_CHECKING:
+    import seqclf
+    from seqclf.callbacks import PeriodicEvaluation
+    from seqclf.datasets import DatasetNotFoundError
 
 PLOT_FILES = ("curves.png", "predictions.png", "confusion.png")
-LOADERS = {"mnist": seqclf.datasets.mnist, "fashion-mnist": seqclf.datasets.fashion_mnist}
+DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # --dataset: torchvision's folder name
+RECIPES = ("fast", "tutorial")  # the names in seqclf.recipes.RECIPES (a test checks they agree)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="tutorial", help="default: tutorial")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's (tutorial: 50)")
+    parser.add_argument("--recipe", choices=RECIPES, default="tutorial",
+                        help="tutorial: batch 32, Adam 1e-3, 50 epochs; fast: batch 256, one-cycle to 2e-2, "
+                             "3 epochs (default: tutorial)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the 60,000 training images (default: the recipe's; tutorial: 50)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (tutorial: 32)")
     parser.add_argument("--lr", type=float, default=None, help="default: the recipe's (tutorial: 1e-3)")
-    parser.add_argument("--data-dir", default="./data", help="folder holding MNIST/raw (torchvision's layout)")
-    parser.add_argument("--dataset", choices=sorted(LOADERS), default="mnist")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--seed", type=int, default=2019)
-    parser.add_argument("--eval-every", type=int, default=10, help="steps between tutorial log lines")
-    parser.add_argument("--eval-size", type=int, default=200, help="test images used by the log line")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"),
+                        help="folder holding MNIST/raw (or FashionMNIST/raw), or that raw folder itself; "
+                             "missing files are downloaded there (default: ./data)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
+                        help="mnist: handwritten digits; fashion-mnist: Zalando's clothing images, same size and "
+                             "shape, harder (default: mnist)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, default=2019,
+                        help="seeds the initial weights and the shuffling: the same seed gives the same run "
+                             "(default: 2019, the tutorial's)")
+    parser.add_argument("--eval-every", type=int, default=10, help="steps between tutorial log lines (default: 10)")
+    parser.add_argument("--eval-size", type=int, default=200,
+                        help="test images used by the log line (default: 200)")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -57,8 +80,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--plot-dir", type=Path, default=None,
-                        help="write curves.png, predictions.png and confusion.png here (needs seqclf[plot])")
+                        help="write curves.png, predictions.png and confusion.png here (needs matplotlib: "
+                             'pip install "seqclf[plot]")')
     return parser.parse_args(argv)
+
+
+def load_data(args: argparse.Namespace) -> tuple[seqclf.TensorSequenceDataset, seqclf.TensorSequenceDataset] | None:
+    """The training and test sets, or None after printing why they could not be loaded."""
+    from seqclf.datasets import DatasetNotFoundError
+
+    other = [option for option in DATASETS if option != args.dataset and found(option, args.data_dir)]
+    hints = [f"hint: {args.data_dir} holds {DATASETS[option]} files: add --dataset {option}" for option in other]
+    if hints and not args.no_download and not found(args.dataset, args.data_dir):
+        print(f"{hints[0]} (downloading {DATASETS[args.dataset]} instead)", file=sys.stderr)
+    try:
+        train = loader(args.dataset)(args.data_dir, train=True, download=not args.no_download)
+        test = loader(args.dataset)(args.data_dir, train=False, download=not args.no_download)
+    except DatasetNotFoundError as error:
+        print("\n".join([f"error: {missing_files_message(error)}", *hints]), file=sys.stderr)
+        return None
+    if args.train_limit is not None:
+        train = train.subset(slice(args.train_limit))
+    return train, test
+
+
+def loader(option: str) -> Callable[..., seqclf.TensorSequenceDataset]:
+    import seqclf
+
+    return seqclf.datasets.fashion_mnist if option == "fashion-mnist" else seqclf.datasets.mnist
+
+
+def found(option: str, folder: Path) -> bool:
+    """Whether ``folder`` holds the files of a dataset (its test split, to read less)."""
+    from seqclf.datasets import DatasetNotFoundError
+
+    try:
+        loader(option)(folder, train=False)
+    except DatasetNotFoundError:
+        return False
+    return True
+
+
+def missing_files_message(error: DatasetNotFoundError) -> str:
+    """What a command-line user can do about missing files (the library's message speaks of download=True)."""
+    if error.download_error is None:
+        why, retry = "--no-download was given", "."
+    else:
+        why, retry = f"the download failed: {error.download_error}", ", or run again with internet access."
+    return (
+        f"{error.dataset} files are missing from {error.folder}/: {', '.join(error.missing)} ({why}).\n"
+        f"Point --data-dir at the folder holding {error.dataset}/raw/, or at that raw folder itself, "
+        f"or copy the uncompressed IDX files to {error.folder}/ from {error.source}{retry}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,16 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --plot-dir {args.plot_dir} already holds {', '.join(existing)}; "
               "choose another folder or move them (seqclf never overwrites a saved file)", file=sys.stderr)
         return 1
+    import seqclf  # after parsing the arguments: importing torch takes seconds
+    from seqclf.callbacks import Checkpoint, PeriodicEvaluation
+    from seqclf.checkpoint import latest_checkpoint
+    from seqclf.recipes import RECIPES as RECIPE_SETTINGS
+
     seqclf.seed_everything(args.seed)
-    load = LOADERS[args.dataset]
-    try:
-        train = load(args.data_dir, train=True, download=not args.no_download)
-        test = load(args.data_dir, train=False, download=not args.no_download)
-        if args.train_limit is not None:
-            train = train.subset(slice(args.train_limit))
-    except DatasetNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
+    data = load_data(args)
+    if data is None:
         return 1
+    train, test = data
+
+    from tqdm import tqdm
 
     def tutorial_line(result: dict[str, float]) -> None:
         # tqdm.write prints to stdout like print, above the progress bar instead of through it
@@ -89,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # show each line at once when stdout is a pipe or a file
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
-    recipe = dataclasses.replace(RECIPES[args.recipe], **{k: v for k, v in overrides.items() if v is not None})
+    recipe = dataclasses.replace(RECIPE_SETTINGS[args.recipe], **{k: v for k, v in overrides.items() if v is not None})
     model = seqclf.SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
     checkpoints = [] if args.checkpoint_dir is None else [Checkpoint(args.checkpoint_dir, every_n_steps=500)]
     resume_from = latest_checkpoint(args.checkpoint_dir) if args.resume and args.checkpoint_dir else None

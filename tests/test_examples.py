@@ -6,6 +6,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_lstm.py"
 
@@ -14,12 +17,80 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, timeout=300)
 
 
+def example_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mnist_lstm_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_help_needs_no_data() -> None:
     result = run("--help")
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--lr", "--data-dir", "--dataset", "--device", "--seed",
                  "--eval-every", "--no-download", "--recipe {fast,tutorial}"):
         assert flag in result.stdout
+    help_text = " ".join(result.stdout.split())  # argparse wraps the option help
+    assert "default is the tutorial's 50 epochs: about" in help_text  # says what the default costs
+    assert "--recipe fast --epochs 1 --plot-dir plots" in help_text  # and how to take a quick look
+    options = re.split(r"\n  (?=-)", result.stdout.split("\noptions:\n", 1)[1])  # one entry per option
+    for flag in ("--dataset", "--seed"):
+        entry = next(" ".join(option.split()) for option in options if option.startswith(flag))
+        assert re.search(r"\(default: [\w-]+", entry), f"{flag} has no help text: {entry!r}"
+
+
+def test_help_and_argument_errors_do_not_import_torch() -> None:
+    # importing torch takes seconds: --help and a mistyped option must answer at once
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(EXAMPLE)!r}, '--help']\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stderr.strip().splitlines()[-1] == "no torch"
+
+
+def test_the_examples_recipe_names_are_the_librarys() -> None:
+    from seqclf.recipes import RECIPES
+
+    assert tuple(sorted(RECIPES)) == example_module().RECIPES
+
+
+def test_data_dir_may_be_the_raw_folder_and_a_forgotten_dataset_gets_a_hint(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = data_dir / "fashion-mnist" / "FashionMNIST" / "raw"
+    example = example_module()
+    assert example.main(["--data-dir", str(raw), "--no-download"]) == 1  # --dataset forgotten
+    error = capsys.readouterr().err
+    assert f"error: MNIST files are missing from {raw / 'MNIST' / 'raw'}/" in error
+    assert f"hint: {raw} holds FashionMNIST files: add --dataset fashion-mnist" in error
+    assert example.main(["--data-dir", str(raw), "--dataset", "fashion-mnist", "--no-download", "--epochs", "1",
+                         "--train-limit", "64", "--eval-every", "100", "--device", "cpu", "--no-progress"]) == 0
+    assert "Test accuracy on all 10000 test images" in capsys.readouterr().out
+
+
+def test_a_failed_download_tells_the_user_about_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    assert example_module().main(["--data-dir", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"error: MNIST files are missing from {tmp_path / 'MNIST' / 'raw'}/: train-images")
+    assert lines[0].endswith("(the download failed: URLError: <urlopen error [Errno -3] Temporary failure in "
+                             "name resolution>).")
+    assert lines[1].startswith("Point --data-dir at the folder holding MNIST/raw/, or at that raw folder itself")
+    assert "download=True" not in "\n".join(lines)  # a library argument, not a command-line option
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
