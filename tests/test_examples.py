@@ -33,7 +33,7 @@ def test_help_needs_no_data() -> None:
         assert flag in result.stdout
     help_text = " ".join(result.stdout.split())  # argparse wraps the option help
     assert "default is the tutorial's 50 epochs: about" in help_text  # says what the default costs
-    assert "--recipe fast --epochs 1 --plot-dir plots" in help_text  # and how to take a quick look
+    assert "--recipe fast --epochs 1 --train-limit 12800 --plot-dir plots" in help_text  # and how to take a quick look
     options = re.split(r"\n  (?=-)", result.stdout.split("\noptions:\n", 1)[1])  # one entry per option
     for flag in ("--dataset", "--seed"):
         entry = next(" ".join(option.split()) for option in options if option.startswith(flag))
