@@ -14,4 +14,4 @@ def test_readme_python_example_runs(capsys: object) -> None:
     namespace: dict[str, object] = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)
     history = namespace["history"]
-    assert history.series("val_accuracy")[-1] > 0.6  # type: ignore[attr-defined]
+    assert history.series("val_accuracy")[-1] > 0.9  # type: ignore[attr-defined]  # held-out data; seeds 0-2 measured 1.0

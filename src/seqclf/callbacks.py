@@ -32,6 +32,8 @@ from .checkpoint import (
 from .data import Batch
 from .history import Record
 
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "LRScheduler", "PeriodicEvaluation", "StepOutput"]
+
 if TYPE_CHECKING:
     from .trainer import Trainer
 

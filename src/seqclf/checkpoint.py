@@ -37,6 +37,15 @@ from torch import Tensor, nn
 from ._version import __version__
 from .model import ModelConfig
 
+__all__ = [
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "checkpoint_files",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
 if TYPE_CHECKING:
     from .trainer import Trainer, TrainState
 

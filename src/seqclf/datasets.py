@@ -18,6 +18,8 @@ import torch
 from .data import TensorSequenceDataset
 from .transforms import image_rows_as_sequence
 
+__all__ = ["DatasetNotFoundError", "fashion_mnist", "mnist", "read_idx"]
+
 _SOURCES = {
     "MNIST": "https://yann.lecun.com/exdb/mnist/ (or torchvision's mirrors)",
     "FashionMNIST": "https://github.com/zalandoresearch/fashion-mnist",

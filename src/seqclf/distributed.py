@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+__all__ = ["DistributedEnv", "barrier", "environment", "is_main_process", "rank", "world_size"]
+
 logger = logging.getLogger(__name__)
 
 # Small host-side collectives (the stop flag, the seed) go through a gloo group on CPU

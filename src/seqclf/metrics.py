@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+__all__ = ["confusion_matrix"]
+
 
 def confusion_matrix(predicted: Any, target: Any, num_classes: int | None = None) -> Tensor:
     """Count how often each true class was predicted as each class.

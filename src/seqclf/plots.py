@@ -22,6 +22,8 @@ from torch import Tensor
 
 from .metrics import _as_labels, confusion_matrix
 
+__all__ = ["plot_confusion_matrix", "plot_predictions", "plot_training_curves"]
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure

@@ -20,6 +20,8 @@ from tqdm import tqdm
 from .callbacks import Callback, StepOutput
 from .history import Record
 
+__all__ = ["FALLBACK_COLUMNS", "ProgressBar"]
+
 if TYPE_CHECKING:
     from .trainer import Trainer
 

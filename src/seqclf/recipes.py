@@ -21,6 +21,8 @@ from . import distributed
 from .callbacks import Callback, LRScheduler
 from .trainer import Trainer
 
+__all__ = ["FAST", "RECIPES", "TUTORIAL", "Recipe"]
+
 Schedule = Literal["constant", "one_cycle"]
 
 
