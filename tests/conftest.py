@@ -26,15 +26,22 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+DATA_LAYOUT = (
+    "a folder holding mnist/MNIST/raw/ and fashion-mnist/FashionMNIST/raw/, each with the four uncompressed "
+    "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+    "t10k-labels-idx1-ubyte); see 'Run the tests' in the README"
+)
+
+
 @pytest.fixture
 def data_dir() -> Path:
-    """The MNIST-format data folder (laid out like ../shared/data); skips when unset."""
+    """The real-data folder named by SEQCLF_DATA_DIR (layout: DATA_LAYOUT); skips when unset."""
     value = os.environ.get("SEQCLF_DATA_DIR")
     if not value:
-        pytest.skip("SEQCLF_DATA_DIR is not set: real MNIST-format data is needed (CI sets it)")
+        pytest.skip(f"SEQCLF_DATA_DIR is not set: this test needs real data, {DATA_LAYOUT}")
     path = Path(value)
     if not path.is_dir():
-        pytest.skip(f"SEQCLF_DATA_DIR={value} is not a folder")
+        pytest.skip(f"SEQCLF_DATA_DIR={value} is not a folder; it must be {DATA_LAYOUT}")
     return path
 
 
