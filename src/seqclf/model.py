@@ -261,6 +261,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if torch.jit.is_tracing():
+            return  # sizes are traced values here: comparing them would bake this example's sizes into the trace
         if x.dim() != 3 or x.shape[-1] != self.config.input_size:
             raise ValueError(
                 f"x must have shape (batch, time, {self.config.input_size}); got {tuple(x.shape)}"
@@ -281,7 +283,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         """
         if not isinstance(lengths, Tensor):
             raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
-        if lengths.shape != (x.shape[0],):
+        if not torch.jit.is_tracing() and lengths.shape != (x.shape[0],):
             raise ValueError(
                 f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}"
             )
