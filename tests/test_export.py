@@ -44,7 +44,9 @@ def test_onnxruntime_equals_eager_on_padded_batches(
     ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
     from seqclf.export import to_onnx
 
-    model = SequenceClassifier(3, 5, 4, num_layers=num_layers, cell=cell, bidirectional=bidirectional, readout=readout).eval()  # type: ignore[arg-type]
+    model = SequenceClassifier(
+        3, 5, 4, num_layers=num_layers, cell=cell, bidirectional=bidirectional, readout=readout
+    ).eval()  # type: ignore[arg-type]
     to_onnx(model, tmp_path / "model.onnx")
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["x", "lengths"]
@@ -86,9 +88,15 @@ def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
         to_onnx(torch.nn.Linear(2, 2), tmp_path / "other.onnx")
 
 
-@pytest.mark.filterwarnings("ignore:The tensor attributes self.rnn._flat_weights")  # torch.export's note on nn.RNN internals
-@pytest.mark.parametrize(("bidirectional", "readout"), [(False, "last"), (False, "max"), (True, "last"), (True, "mean")])
-def test_traced_and_exported_programs_are_correct_on_padded_input(one_thread: None, bidirectional: bool, readout: str) -> None:
+@pytest.mark.filterwarnings(
+    "ignore:The tensor attributes self.rnn._flat_weights"
+)  # torch.export's note on nn.RNN internals
+@pytest.mark.parametrize(
+    ("bidirectional", "readout"), [(False, "last"), (False, "max"), (True, "last"), (True, "mean")]
+)
+def test_traced_and_exported_programs_are_correct_on_padded_input(
+    one_thread: None, bidirectional: bool, readout: str
+) -> None:
     """Recorded with full-length lengths, the programs still read lengths (a former silent 0.127 error)."""
     model = SequenceClassifier(3, 5, 4, num_layers=2, bidirectional=bidirectional, readout=readout).eval()  # type: ignore[arg-type]
     example = (torch.randn(3, 7, 3), torch.full((3,), 7))

@@ -198,7 +198,7 @@ def test_step_logits_equal_prefix_logits(cell: str, readout: str, num_layers: in
 
 def test_streaming_refuses_a_bidirectional_model() -> None:
     model = SequenceClassifier(3, 4, 2, bidirectional=True)
-    with pytest.raises(ValueError, match="streaming needs a one-direction model.*got bidirectional=True"):
+    with pytest.raises(ValueError, match=r"streaming needs a one-direction model.*got bidirectional=True"):
         model.initial_state(1)
     state = SequenceClassifier(3, 4, 2).initial_state(1)
     with pytest.raises(ValueError, match="one-direction"):

@@ -103,14 +103,34 @@ def _with_header(data: bytes, edit: object) -> bytes:
         (lambda d: d[:8] + b"[" + d[9:], "header is not JSON"),
         (lambda d: struct.pack("<Q", 4) + b"[1] " + b"", "header is a list, not an object"),
         (lambda d: _with_header(d, lambda h: h["head.bias"].update(dtype="F12")), "has dtype 'F12'"),
-        (lambda d: _with_header(d, lambda h: h["head.bias"].update(shape=[3])), "needs 12 bytes; its data_offsets hold 8"),
-        (lambda d: _with_header(d, lambda h: h["rnn.bias_hh_l0"].update(data_offsets=[0, 64])), "byte ranges must be contiguous"),
+        (
+            lambda d: _with_header(d, lambda h: h["head.bias"].update(shape=[3])),
+            "needs 12 bytes; its data_offsets hold 8",
+        ),
+        (
+            lambda d: _with_header(d, lambda h: h["rnn.bias_hh_l0"].update(data_offsets=[0, 64])),
+            "byte ranges must be contiguous",
+        ),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config=1)), "__metadata__ must map str to str"),
-        (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config="{")), "invalid SequenceClassifier config"),
+        (
+            lambda d: _with_header(d, lambda h: h["__metadata__"].update(config="{")),
+            "invalid SequenceClassifier config",
+        ),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(format="other")), "not a seqclf model file"),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(format_version="9")), "format version '9'"),
-        (lambda d: _with_header(d, lambda h: h["__metadata__"].update(model_class="LSTMFCN")), "holds a LSTMFCN model, not a SequenceClassifier"),
-        (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config=json.dumps({**json.loads(h["__metadata__"]["config"]), "hidden_size": 5}))), "weights do not fit"),
+        (
+            lambda d: _with_header(d, lambda h: h["__metadata__"].update(model_class="LSTMFCN")),
+            "holds a LSTMFCN model, not a SequenceClassifier",
+        ),
+        (
+            lambda d: _with_header(
+                d,
+                lambda h: h["__metadata__"].update(
+                    config=json.dumps({**json.loads(h["__metadata__"]["config"]), "hidden_size": 5})
+                ),
+            ),
+            "weights do not fit",
+        ),
     ],
 )
 def test_load_refuses_bad_files(tmp_path: Path, damage: object, message: str) -> None:
@@ -142,7 +162,9 @@ def test_save_load_is_generic_over_model_classes(tmp_path: Path) -> None:
     model = Tiny(SequenceClassifier(1, 1, 2).config)
     model.save(tmp_path / "tiny.safetensors")
     assert torch.equal(Tiny.load(tmp_path / "tiny.safetensors").linear.weight, model.linear.weight)
-    with pytest.raises(SerializationError, match="holds a Tiny model, not a SequenceClassifier; load it with Tiny.load"):
+    with pytest.raises(
+        SerializationError, match=r"holds a Tiny model, not a SequenceClassifier; load it with Tiny\.load"
+    ):
         SequenceClassifier.load(tmp_path / "tiny.safetensors")
 
 
@@ -155,7 +177,9 @@ def test_save_load_is_generic_over_model_classes(tmp_path: Path) -> None:
         ({"__metadata__": torch.zeros(1)}, None, TypeError, "tensor names must be strings other than '__metadata__'"),
     ],
 )
-def test_save_validation(tmp_path: Path, tensors: dict[str, object], metadata: object, error: type[Exception], message: str) -> None:
+def test_save_validation(
+    tmp_path: Path, tensors: dict[str, object], metadata: object, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         save_safetensors(tensors, tmp_path / "x.safetensors", metadata=metadata)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())

@@ -71,16 +71,16 @@ def to_onnx(
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     input_size = getattr(getattr(model, "config", None), "input_size", None)
     if not isinstance(input_size, int):
-        raise TypeError(
-            f"model must have a config with an int input_size (a seqclf model); got {type(model).__name__}"
-        )
+        raise TypeError(f"model must have a config with an int input_size (a seqclf model); got {type(model).__name__}")
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as error:
         raise ImportError('to_onnx needs the onnx package: pip install "seqclf[onnx]"') from error
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)")
+        raise FileExistsError(
+            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
+        )
     exported = copy.deepcopy(model).to("cpu").eval()
     # a full-length example: the graph must not depend on it (it cannot: nothing branches on lengths)
     x = torch.zeros(2, 3, input_size)
@@ -89,7 +89,7 @@ def to_onnx(
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
             warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")  # h0 is built from x's batch
             torch.onnx.export(
                 exported,

@@ -117,6 +117,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    config: ModelConfig
 
     def __init__(
         self,
@@ -207,7 +208,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
 
     def _encode_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
         if not self.config.bidirectional:
-            out, _ = self.rnn(x)  # causal: outputs before each length never see the padding
+            out: Tensor = self.rnn(x)[0]  # causal: outputs before each length never see the padding
             return out  # (B, T, H)
         reverse = _reverse_within_lengths(lengths, x.shape[1])  # (B, T)
         layer_input = x
@@ -221,7 +222,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
 
     def _run_direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
         """One direction of one layer of ``self.rnn``, run forwards over ``x`` ``(B, T, F)``."""
-        params = [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        params = [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
         h0 = x.new_zeros((1, x.shape[0], self.config.hidden_size))  # (1, B, H)
         # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
         if self.config.cell == "lstm":
@@ -261,7 +263,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if torch.jit.is_tracing():
+        if _jit_tracing():
             return  # sizes are traced values here: comparing them would bake this example's sizes into the trace
         if x.dim() != 3 or x.shape[-1] != self.config.input_size:
             raise ValueError(
@@ -283,7 +285,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         """
         if not isinstance(lengths, Tensor):
             raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
-        if not torch.jit.is_tracing() and lengths.shape != (x.shape[0],):
+        if not _jit_tracing() and lengths.shape != (x.shape[0],):
             raise ValueError(
                 f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}"
             )
@@ -316,7 +318,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
         self._require_one_direction()
         _check_positive_int("batch_size", batch_size)
         weight = self.head.weight
-        zeros = torch.zeros(self.config.num_layers, batch_size, self.config.hidden_size, device=weight.device, dtype=weight.dtype)
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
+        zeros = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
         summary: Tensor | None = None
         if self.config.readout == "mean":
             summary = zeros.new_zeros((batch_size, self.config.hidden_size))  # (B, H)
@@ -384,10 +387,15 @@ class SequenceClassifier(nn.Module, SerializableModel):
         )
 
 
+def _jit_tracing() -> bool:
+    """True while torch.jit.trace (or the TorchScript-based ONNX exporter) records the model."""
+    return bool(torch.jit.is_tracing())  # type: ignore[attr-defined,no-untyped-call]
+
+
 def _tracing() -> bool:
     """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
     return bool(
-        torch.jit.is_tracing()
+        _jit_tracing()
         or torch.compiler.is_compiling()
         or torch.compiler.is_exporting()
         or torch.onnx.is_in_onnx_export()

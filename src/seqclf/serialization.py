@@ -98,8 +98,11 @@ def save_safetensors(
             raise ValueError(f"tensors[{name!r}] has dtype {tensor.dtype}; expected one of {sorted(_DTYPES)}")
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-        header[name] = {"dtype": _NAMES[tensor.dtype], "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": _NAMES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         chunks.append(raw)
         offset += len(raw)
     encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -122,7 +125,9 @@ def load_safetensors(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str]]
     data = Path(path).read_bytes()
     where = f"{str(path)!r}"
     if len(data) < 8:
-        raise SerializationError(f"{where} is not a safetensors file: {len(data)} bytes, shorter than the 8-byte header length")
+        raise SerializationError(
+            f"{where} is not a safetensors file: {len(data)} bytes, shorter than the 8-byte header length"
+        )
     (header_size,) = struct.unpack("<Q", data[:8])
     if header_size > min(_MAX_HEADER_BYTES, len(data) - 8):
         raise SerializationError(
@@ -134,9 +139,13 @@ def load_safetensors(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str]]
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SerializationError(f"{where} is not a safetensors file: its header is not JSON ({error})") from None
     if not isinstance(header, dict):
-        raise SerializationError(f"{where} is not a safetensors file: its header is a {type(header).__name__}, not an object")
+        raise SerializationError(
+            f"{where} is not a safetensors file: its header is a {type(header).__name__}, not an object"
+        )
     metadata = header.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise SerializationError(f"{where}: __metadata__ must map str to str; got {metadata!r}")
     buffer = data[8 + header_size :]
     entries = sorted((_entry(where, name, info) for name, info in header.items()), key=lambda e: e[3])
@@ -164,7 +173,9 @@ def load_safetensors(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str]]
 
 def _entry(where: str, name: str, info: Any) -> tuple[str, torch.dtype, list[int], int, int]:
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise SerializationError(f"{where}: tensor {name!r} must have exactly dtype, shape and data_offsets; got {info!r}")
+        raise SerializationError(
+            f"{where}: tensor {name!r} must have exactly dtype, shape and data_offsets; got {info!r}"
+        )
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if dtype not in _DTYPES:
         raise SerializationError(f"{where}: tensor {name!r} has dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
@@ -192,10 +203,15 @@ def _require_little_endian() -> None:
 
 
 def write_atomically(path: PathLike, chunks: list[bytes], *, overwrite: bool) -> None:
-    """Write ``chunks`` to ``path`` through a fsynced temporary file; refuse an existing ``path`` unless ``overwrite``."""
+    """Write ``chunks`` to ``path`` through a fsynced temporary file.
+
+    An existing ``path`` is refused unless ``overwrite`` is True.
+    """
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)")
+        raise FileExistsError(
+            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
+        )
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "xb") as file:
@@ -281,7 +297,9 @@ class SerializableModel:
             )
         stored_class = metadata.get("model_class")
         if stored_class != cls.__name__:
-            raise SerializationError(f"{where} holds a {stored_class} model, not a {cls.__name__}; load it with {stored_class}.load")
+            raise SerializationError(
+                f"{where} holds a {stored_class} model, not a {cls.__name__}; load it with {stored_class}.load"
+            )
         try:
             config = cls.config_class.from_dict(json.loads(metadata["config"]))
         except (KeyError, json.JSONDecodeError, TypeError, ValueError) as error:
