@@ -328,3 +328,27 @@ def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     assert not interrupt.fit_ended
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000005.pt", "step-00000008.pt", "step-00000010.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    from seqclf.data import LengthBucketing
+
+    def run(directory: Path) -> tuple[seqclf.Trainer, tuple[list[torch.Tensor], torch.Tensor]]:
+        seqclf.seed_everything(0)
+        generator = torch.Generator().manual_seed(1)
+        sequences = [torch.randn(int(n), 3, generator=generator) for n in torch.randint(1, 12, (40,), generator=generator)]
+        labels = torch.randint(0, 2, (40,), generator=generator)
+        model = seqclf.SequenceClassifier(3, 8, 2)
+        trainer = seqclf.Trainer(model, epochs=2, batch_size=4, seed=3, progress=False,
+                                 batching=LengthBucketing(pool=3), callbacks=[seqclf.Checkpoint(directory, every_n_steps=7)])
+        return trainer, (sequences, labels)
+
+    reference, data = run(tmp_path / "reference")
+    reference.fit(data)
+    resumed, data = run(tmp_path / "resumed")
+    resumed.fit(data, resume_from=tmp_path / "reference" / "step-00000014.pt")  # mid-epoch 1
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+    with pytest.raises(TypeError, match="batching must be a LengthBucketing or None; got int"):
+        seqclf.Trainer(seqclf.SequenceClassifier(3, 8, 2), batching=1)  # type: ignore[arg-type]
