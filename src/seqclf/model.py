@@ -353,10 +353,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             )
         if not x_t.is_floating_point():
             raise TypeError(f"x_t must be a floating-point tensor; got dtype {x_t.dtype}")
-        hx = state.hidden if state.cell is None else (state.hidden, state.cell)
-        out, new = self.rnn(x_t[:, None], hx)  # out (B, 1, H)
-        out = out[:, 0]  # (B, H)
-        hidden, cell = (new, None) if state.cell is None else new
+        out, hidden, cell = self._step_layers(x_t, state)  # out (B, H)
         steps = state.steps + 1
         summary = state.summary
         if self.config.readout == "mean":
@@ -370,6 +367,25 @@ class SequenceClassifier(nn.Module, SerializableModel):
         else:
             features = out
         return self.forward_head(features), StreamState(hidden, cell, steps, summary)
+
+    def _step_layers(self, x_t: Tensor, state: StreamState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One step through every layer with the cell kernels (far less overhead than ``self.rnn`` per step)."""
+        layer_input = x_t  # (B, F)
+        hiddens, cells = [], []
+        for layer in range(self.config.num_layers):
+            if layer > 0:
+                layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if state.cell is not None:
+                h, c = torch.lstm_cell(layer_input, (state.hidden[layer], state.cell[layer]), *weights)
+                cells.append(c)
+            elif self.config.cell == "gru":
+                h = torch.gru_cell(layer_input, state.hidden[layer], *weights)
+            else:
+                h = torch.rnn_tanh_cell(layer_input, state.hidden[layer], *weights)
+            hiddens.append(h)
+            layer_input = h  # (B, H)
+        return layer_input, torch.stack(hiddens), torch.stack(cells) if cells else None
 
     def _require_one_direction(self) -> None:
         if self.config.bidirectional:
