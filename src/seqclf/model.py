@@ -220,10 +220,14 @@ class SequenceClassifier(nn.Module, SerializableModel):
             layer_input = torch.cat([forward, _gather_time(backward, reverse)], dim=2)  # (B, T, 2H)
         return layer_input
 
+    def _layer_weights(self, layer: int, suffix: str) -> list[Tensor]:
+        """``weight_ih, weight_hh, bias_ih, bias_hh`` of one layer and direction (``suffix`` "" or "_reverse")."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
+
     def _run_direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
         """One direction of one layer of ``self.rnn``, run forwards over ``x`` ``(B, T, F)``."""
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        params = [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
+        params = self._layer_weights(layer, suffix)
         h0 = x.new_zeros((1, x.shape[0], self.config.hidden_size))  # (1, B, H)
         # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
         if self.config.cell == "lstm":
@@ -375,7 +379,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         for layer in range(self.config.num_layers):
             if layer > 0:
                 layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
-            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            weights = self._layer_weights(layer, "")
             if state.cell is not None:
                 h, c = torch.lstm_cell(layer_input, (state.hidden[layer], state.cell[layer]), *weights)
                 cells.append(c)
