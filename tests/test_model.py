@@ -221,3 +221,25 @@ def test_step_validation(x_t: object, state: object, error: type[Exception], mes
         model.step(x_t, model.initial_state(2) if state is None else state)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="batch_size must be a positive int; got 0"):
         model.initial_state(0)
+
+
+class _Affine(torch.nn.Module):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return (x - 1.0) * 2.0
+
+
+def test_step_applies_the_models_input_normalisation() -> None:
+    class Normalized(SequenceClassifier):
+        def __init__(self) -> None:
+            super().__init__(3, 5, 2, readout="mean")
+            self.normalize = _Affine()
+
+        def forward_features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            return super().forward_features(self.normalize(x, lengths), lengths)
+
+    model = Normalized().eval()
+    x = torch.randn(2, 4, 3)
+    state = model.initial_state(2)
+    for t in range(4):
+        logits, state = model.step(x[:, t], state)
+    torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)

@@ -357,6 +357,9 @@ class SequenceClassifier(nn.Module, SerializableModel):
             )
         if not x_t.is_floating_point():
             raise TypeError(f"x_t must be a floating-point tensor; got dtype {x_t.dtype}")
+        normalize = getattr(self, "normalize", None)  # an input standardisation inside the model, if it has one
+        if isinstance(normalize, nn.Module):
+            x_t = normalize(x_t[:, None])[:, 0]  # (B, F)
         out, hidden, cell = self._step_layers(x_t, state)  # out (B, H)
         steps = state.steps + 1
         summary = state.summary
