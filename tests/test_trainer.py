@@ -352,3 +352,19 @@ def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
     assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
     with pytest.raises(TypeError, match="batching must be a LengthBucketing or None; got int"):
         seqclf.Trainer(seqclf.SequenceClassifier(3, 8, 2), batching=1)  # type: ignore[arg-type]
+
+
+def test_length_bucketing_says_when_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
+    from seqclf.data import LengthBucketing
+
+    class Items(Dataset[tuple[torch.Tensor, int]]):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+            return torch.randn(index + 1, 3), index % 2
+
+    trainer = Trainer(SequenceClassifier(3, 4, 2), epochs=1, batch_size=4, seed=0, progress=False, batching=LengthBucketing())
+    with caplog.at_level("WARNING", logger="seqclf.trainer"):
+        trainer.fit(Items())
+    assert "applies to in-memory tensor data only; DatasetSource batches are shuffled as usual" in caplog.text
