@@ -8,13 +8,17 @@ the two sides of each comparison interleaved):
 2. training throughput (sequences/s through ``Trainer.fit``) on variable-length data:
    dense against packed, variable lengths against equal lengths, and with bucketing;
 3. ``predict``-style inference through ONNX Runtime against eager PyTorch;
-4. streaming latency of ``model.step`` per time step at batch 1.
+4. streaming latency of ``model.step`` per time step at batch 1;
+5. ONNX export time: ``to_onnx`` (TorchScript-based exporter) against torch's
+   ``dynamo=True`` exporter, for one model.
 
     python benchmarks/variable_length.py
+    python benchmarks/variable_length.py --sections export streaming
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -194,13 +198,46 @@ def streaming_latency() -> None:
         print(f"   {cell}, readout={readout}, layers={layers}: {seconds / len(steps) * 1e6:.0f} us")
 
 
+def export_time() -> None:
+    print("\n5. ONNX export of one model (LSTM, 2 layers, bidirectional, hidden 64), seconds")
+    import warnings
+
+    from seqclf.export import to_onnx
+
+    model = SequenceClassifier(1, 64, 10, num_layers=2, bidirectional=True).eval()
+    x, lengths = torch.randn(2, 8, 1), torch.full((2,), 8)
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        to_onnx(model, Path(directory) / "legacy.onnx")
+        legacy = time.perf_counter() - started
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            batch, steps = torch.export.Dim("batch"), torch.export.Dim("time")
+            try:
+                torch.onnx.export(model, (x, lengths), str(Path(directory) / "dynamo.onnx"), dynamo=True,
+                                  input_names=["x", "lengths"], output_names=["logits"],
+                                  dynamic_shapes={"x": {0: batch, 1: steps}, "lengths": {0: batch}})
+                outcome = "exported"
+            except Exception as error:  # report, do not stop the benchmark
+                outcome = f"failed: {type(error).__name__}"
+        dynamo = time.perf_counter() - started
+    print(f"   to_onnx (dynamo=False) {legacy:.2f}, torch.onnx.export(dynamo=True) {dynamo:.2f} ({outcome}), "
+          f"ratio {dynamo / legacy:.0f}x")
+
+
+SECTIONS = {"packed": forward_backward, "training": training_throughput, "onnx": onnx_inference,
+            "streaming": streaming_latency, "export": export_time}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread")
-    forward_backward()
-    training_throughput()
-    onnx_inference()
-    streaming_latency()
+    for section in args.sections:
+        SECTIONS[section]()
 
 
 if __name__ == "__main__":

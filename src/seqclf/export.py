@@ -51,7 +51,8 @@ def to_onnx(
     The model is exported with the TorchScript-based exporter (``dynamo=False``): it
     keeps the recurrent layers as ONNX ``LSTM``/``GRU``/``RNN`` operators with a dynamic
     time dimension, while torch's newer exporter unrolls them over a fixed number of steps
-    (and takes about 50 times as long). Its deprecation notice is silenced here.
+    (and took 28 times as long in ``benchmarks/variable_length.py``). Its deprecation
+    notice is silenced here.
 
     Args:
         model: a seqclf classifier (``forward(x, lengths)`` returning logits), exported in
