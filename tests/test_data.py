@@ -32,7 +32,7 @@ def test_pad_sequences() -> None:
     assert x[0, 2:].abs().sum() == 0
     with pytest.raises(ValueError, match="sequences must not be empty"):
         pad_sequences([])
-    with pytest.raises(ValueError, match=r"sequences\[1\] must be a \(time, features\) tensor; got \(3,\)"):
+    with pytest.raises(ValueError, match=r"sequences\[1\] must be a \(time, features\) tensor or array; got \(3,\)"):
         pad_sequences([torch.ones(2, 3), torch.ones(3)])
 
 
@@ -117,7 +117,7 @@ def test_sources_for_each_kind_of_data() -> None:
         ((torch.randn(4, 5, 3), torch.ones(4), torch.zeros(4, dtype=torch.long)), TypeError, "lengths must be an integer tensor; got dtype torch.float32"),
         ((torch.randn(4, 5, 3),), ValueError, r"train_data must be \(X, y\) or \(X, lengths, y\); got a tuple of 1 items"),
         ("a string", TypeError, "train_data must be a .* got str"),
-        (("x", torch.zeros(4, dtype=torch.long)), TypeError, "X must be a torch.Tensor or a list of tensors; got str"),
+        (("x", torch.zeros(4, dtype=torch.long)), TypeError, "X must be a torch.Tensor, a numpy array or a list of sequences; got str"),
     ],
 )
 def test_bad_data_is_refused_with_a_clear_message(data: object, error: type[Exception], message: str) -> None:
@@ -128,7 +128,7 @@ def test_bad_data_is_refused_with_a_clear_message(data: object, error: type[Exce
 def test_tensor_dataset_validation() -> None:
     with pytest.raises(ValueError, match="x and y must have the same length; got 3 and 2"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(2))
-    with pytest.raises(TypeError, match=r"x and y must be torch\.Tensors; got list and Tensor"):
-        TensorSequenceDataset([1, 2], torch.zeros(2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"x and y must be torch\.Tensors or numpy arrays; got str and Tensor"):
+        TensorSequenceDataset("ab", torch.zeros(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))
