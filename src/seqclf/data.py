@@ -237,7 +237,7 @@ def _check_same_features(sequences: Sequence[Tensor]) -> None:
         )
         if all(s.shape[0] == sequences[0].shape[0] for s in sequences):
             message += (
-                f". All have {sequences[0].shape[0]} rows: if they are channels-first "
+                f". They all have the same first dimension ({sequences[0].shape[0]}): if they are channels-first "
                 "(n_channels, n_timepoints) as in aeon/sktime, use seqclf.data.channels_last(X)"
             )
         raise ValueError(message)
