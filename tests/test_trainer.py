@@ -330,12 +330,12 @@ def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_numpy_float64_int32_labels_and_float64_models_train_and_predict() -> None:
+def test_numpy_float64_int32_labels_and_float64_models_train_and_predict(one_thread: None) -> None:
     import numpy as np
 
     x, y = make_sequences(40)
     x64, y32 = x.double().numpy(), y.numpy().astype(np.int32)
-    trainer = small_trainer(lr=0.01, epochs=4)
+    trainer = small_trainer(lr=0.01, epochs=3)
     trainer.fit((x64, y32), eval_data=(x64, list(y.tolist())))
     expected = trainer.predict(x)
     assert torch.equal(trainer.predict(x64), expected)

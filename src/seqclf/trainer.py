@@ -200,8 +200,9 @@ class Trainer:
         """Train for ``epochs`` epochs (those not done yet) and return the history.
 
         ``train_data`` and ``eval_data`` may be a ``(X, y)`` or ``(X, lengths, y)``
-        tuple of tensors, a ``Dataset`` of ``(sequence, label)`` or
-        ``(sequence, length, label)`` items, or a ``DataLoader``; see
+        tuple of tensors or numpy arrays (any float dtype, any integer labels), a
+        ``Dataset`` of ``(sequence, label)`` or ``(sequence, length, label)`` items, or a
+        ``DataLoader``; see
         :func:`seqclf.data.as_source`. Everything, including the checkpoint named by
         ``resume_from``, is checked before the first step.
 
@@ -423,7 +424,7 @@ class Trainer:
     def predict(self, data: Any, lengths: Tensor | None = None) -> Tensor:
         """Class indices ``(N,)`` (int64, on the CPU) for the sequences in ``data``.
 
-        ``data`` is a tensor ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
+        ``data`` is a tensor or array ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
         list of ``(T_i, F)`` sequences, or anything ``fit`` accepts (its labels are then
         ignored). Each process predicts all of ``data`` by itself (no communication between
         processes).
