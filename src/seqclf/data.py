@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import numpy as np
 import torch
@@ -30,6 +30,12 @@ _CHANNELS_FIRST_HINT = (
 _UNIVARIATE_HINT = "for univariate series add a feature axis: X[..., None] (numpy) or X.unsqueeze(-1) (torch)"
 
 
+@overload
+def channels_last(x: np.ndarray) -> np.ndarray: ...
+@overload
+def channels_last(x: Tensor) -> Tensor: ...
+@overload
+def channels_last(x: Sequence[np.ndarray | Tensor]) -> list[Any]: ...
 def channels_last(x: Any) -> Any:
     """Channels-first sequences as seqclf reads them: ``(N, C, T) -> (N, T, C)``.
 
