@@ -205,6 +205,13 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
         SequenceClassifierEstimator.load(other)
     with pytest.raises(FileNotFoundError):
         SequenceClassifierEstimator.load(tmp_path / "missing.pt")
+    x, y = toy()
+    saved = small().fit(x, y).save(tmp_path / "clf.pt")
+    data = torch.load(saved, weights_only=True)
+    data["params"]["hidden_size"] = 9  # weights of another size
+    torch.save(data, saved)
+    with pytest.raises(CheckpointError, match=r"must hold the hyperparameters, classes and weights .* size mismatch"):
+        SequenceClassifierEstimator.load(saved)
 
 
 def test_pickle_round_trip_for_joblib_users() -> None:

@@ -258,7 +258,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
         Raises:
             UnsafeCheckpointError: the file would run code when unpickled (nothing ran).
-            CheckpointError: the file is not a complete estimator file.
+            CheckpointError: the file is not a complete estimator file, or its weights do not
+                fit the model its hyperparameters build.
         """
         path = Path(path)
         if not path.is_file():
@@ -284,13 +285,16 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"{str(path)!r} has format_version {data.get('format_version')!r}; this seqclf reads "
                 f"<= {FORMAT_VERSION}: upgrade seqclf to read it"
             )
-        estimator = cls(**data["params"])
-        classes = np.asarray(data["classes"], dtype=np.dtype(data["classes_dtype"]))
-        model = estimator._build_model(int(data["n_features_in"]), len(classes))
         try:
+            estimator = cls(**data["params"])
+            classes = np.asarray(data["classes"], dtype=np.dtype(data["classes_dtype"]))
+            model = estimator._build_model(int(data["n_features_in"]), len(classes))
             model.load_state_dict(data["state_dict"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{str(path)!r}: the stored weights must fit the model; got: {error}") from error
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{str(path)!r} must hold the hyperparameters, classes and weights of a fitted "
+                f"{cls.__name__} that fit this seqclf; got {type(error).__name__}: {error}"
+            ) from error
         estimator.model_ = model.to(resolve_device(estimator.device)).eval()
         estimator.classes_ = classes
         estimator.n_features_in_ = int(data["n_features_in"])
