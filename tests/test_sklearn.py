@@ -210,7 +210,7 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
     data = torch.load(saved, weights_only=True)
     data["params"]["hidden_size"] = 9  # weights of another size
     torch.save(data, saved)
-    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .* size mismatch"):
+    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
         SequenceClassifierEstimator.load(saved)
 
 
