@@ -25,18 +25,6 @@ def _padded_batches() -> list[tuple[Tensor, Tensor]]:
     return batches
 
 
-class _Standardized(SequenceClassifier):
-    """A model that normalises its input inside forward_features with plain ops."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.register_buffer("mean", torch.tensor([0.5, -1.0, 2.0]))
-        self.register_buffer("std", torch.tensor([2.0, 0.5, 1.0]))
-
-    def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return super().forward_features((x - self.mean) / self.std, lengths)
-
-
 @pytest.mark.parametrize(("cell", "readout", "bidirectional", "num_layers"), CONFIGS)
 def test_onnxruntime_equals_eager_on_padded_batches(
     tmp_path: Path, one_thread: None, cell: str, readout: str, bidirectional: bool, num_layers: int
@@ -60,7 +48,9 @@ def test_onnx_export_carries_normalisation_inside_the_model(tmp_path: Path, one_
     ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
     from seqclf.export import to_onnx
 
-    model = _Standardized(3, 5, 4, readout="mean").eval()
+    model = SequenceClassifier(3, 5, 4, readout="mean", normalize=True).eval()
+    assert model.normalize is not None
+    model.normalize.set_statistics(torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 1.0]))
     to_onnx(model, tmp_path / "model.onnx")
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     x, lengths = _padded_batches()[0]

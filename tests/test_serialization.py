@@ -183,3 +183,14 @@ def test_save_validation(
     with pytest.raises(error, match=message):
         save_safetensors(tensors, tmp_path / "x.safetensors", metadata=metadata)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
+
+
+def test_a_normalising_model_saves_its_statistics(tmp_path: Path) -> None:
+    model = SequenceClassifier(3, 4, 2, normalize=True)
+    assert model.normalize is not None
+    model.normalize.set_statistics(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 1.0, 2.0]))
+    model.save(tmp_path / "model.safetensors")
+    loaded = SequenceClassifier.load(tmp_path / "model.safetensors")
+    assert loaded.normalize is not None and loaded.normalize.is_fitted
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(loaded(x), model.eval()(x), atol=0, rtol=0)

@@ -5,6 +5,7 @@ from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
 from . import export as export
+from . import normalization as normalization
 from . import recipes as recipes
 from . import serialization as serialization
 from ._version import __version__ as __version__
@@ -44,6 +45,7 @@ __all__ = [
     "export",
     "image_rows_as_sequence",
     "latest_checkpoint",
+    "normalization",
     "pad_sequences",
     "recipes",
     "seed_everything",

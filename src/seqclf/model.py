@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from .normalization import Standardize
 from .serialization import SerializableModel
 
 Cell = Literal["lstm", "gru", "rnn"]
@@ -37,6 +38,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     readout: Readout = "last"
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
@@ -47,6 +49,8 @@ class ModelConfig:
             raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
         if not isinstance(self.bidirectional, bool):
             raise TypeError(f"bidirectional must be a bool; got {self.bidirectional!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))
@@ -109,6 +113,10 @@ class SequenceClassifier(nn.Module, SerializableModel):
             last valid step; for a bidirectional model, the forward direction's last valid
             step and the backward direction's full pass), ``"mean"`` or ``"max"`` over
             valid steps.
+        normalize: standardise each input feature inside the model
+            (:class:`~seqclf.normalization.Standardize`, as ``model.normalize``), with
+            statistics that ``Trainer.fit`` fits on the training data and that are saved
+            with the weights, so prediction needs no separate preprocessing.
 
     Examples:
         >>> model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
@@ -129,6 +137,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         bidirectional: bool = False,
         dropout: float = 0.0,
         readout: Readout = "last",
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.config = ModelConfig(
@@ -140,7 +149,10 @@ class SequenceClassifier(nn.Module, SerializableModel):
             bidirectional=bidirectional,
             dropout=float(dropout),
             readout=readout,
+            normalize=normalize,
         )
+        # None when off: the tutorial's model keeps exactly its state_dict
+        self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.rnn = _CELLS[cell](
             input_size=input_size,
             hidden_size=hidden_size,
@@ -199,10 +211,13 @@ class SequenceClassifier(nn.Module, SerializableModel):
         programs stay correct for any lengths).
         """
         self._check_input(x)
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, x)
+        if self.normalize is not None:
+            x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
         if lengths is None:
             out, _ = self.rnn(x)  # (B, T, D*H)
             return self._readout_full(out)
-        lengths = self._check_lengths(lengths, x)
         out = self._encode_padded(x, lengths)  # (B, T, D*H), junk after each length
         return self._readout_padded(out, lengths)
 
@@ -357,9 +372,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
             )
         if not x_t.is_floating_point():
             raise TypeError(f"x_t must be a floating-point tensor; got dtype {x_t.dtype}")
-        normalize = getattr(self, "normalize", None)  # an input standardisation inside the model, if it has one
-        if isinstance(normalize, nn.Module):
-            x_t = normalize(x_t[:, None])[:, 0]  # (B, F)
+        if self.normalize is not None:
+            x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
         out, hidden, cell = self._step_layers(x_t, state)  # out (B, H)
         steps = state.steps + 1
         summary = state.summary
@@ -407,6 +421,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             f"cell={c.cell!r}, readout={c.readout!r}, input_size={c.input_size}, "
             f"hidden_size={c.hidden_size}, num_layers={c.num_layers}, "
             f"bidirectional={c.bidirectional}, num_classes={c.num_classes}"
+            + (", normalize=True" if c.normalize else "")
         )
 
 
