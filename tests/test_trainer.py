@@ -366,3 +366,62 @@ def test_loss_fn_must_be_a_loss_instance_or_function(loss_fn: object) -> None:
     with pytest.raises(TypeError, match=r"loss_fn must be a loss instance or function called as loss_fn\(logits, "
                                         r"labels\), e\.g\. nn\.CrossEntropyLoss\(weight=\.\.\.\), or None; got "):
         small_trainer(loss_fn=loss_fn)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    from seqclf.data import LengthBucketing
+
+    def run(directory: Path) -> tuple[seqclf.Trainer, tuple[list[torch.Tensor], torch.Tensor]]:
+        seqclf.seed_everything(0)
+        generator = torch.Generator().manual_seed(1)
+        sequences = [torch.randn(int(n), 3, generator=generator) for n in torch.randint(1, 12, (40,), generator=generator)]
+        labels = torch.randint(0, 2, (40,), generator=generator)
+        model = seqclf.SequenceClassifier(3, 8, 2)
+        trainer = seqclf.Trainer(model, epochs=2, batch_size=4, seed=3, progress=False,
+                                 batching=LengthBucketing(pool=3), callbacks=[seqclf.Checkpoint(directory, every_n_steps=7)])
+        return trainer, (sequences, labels)
+
+    reference, data = run(tmp_path / "reference")
+    reference.fit(data)
+    resumed, data = run(tmp_path / "resumed")
+    resumed.fit(data, resume_from=tmp_path / "reference" / "step-00000014.pt")  # mid-epoch 1
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+    with pytest.raises(TypeError, match="batching must be a LengthBucketing or None; got int"):
+        seqclf.Trainer(seqclf.SequenceClassifier(3, 8, 2), batching=1)  # type: ignore[arg-type]
+
+
+def test_length_bucketing_says_when_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
+    from seqclf.data import LengthBucketing
+
+    class Items(Dataset[tuple[torch.Tensor, int]]):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+            return torch.randn(index + 1, 3), index % 2
+
+    trainer = Trainer(SequenceClassifier(3, 4, 2), epochs=1, batch_size=4, seed=0, progress=False, batching=LengthBucketing())
+    with caplog.at_level("WARNING", logger="seqclf.trainer"):
+        trainer.fit(Items())
+    assert "applies to in-memory tensor data only; DatasetSource batches are shuffled as usual" in caplog.text
+
+
+def test_numpy_float64_int32_labels_and_float64_models_train_and_predict(one_thread: None) -> None:
+    import numpy as np
+
+    x, y = make_sequences(40)
+    x64, y32 = x.double().numpy(), y.numpy().astype(np.int32)
+    trainer = small_trainer(lr=0.01, epochs=3)
+    trainer.fit((x64, y32), eval_data=(x64, list(y.tolist())))
+    expected = trainer.predict(x)
+    assert torch.equal(trainer.predict(x64), expected)
+    assert torch.equal(trainer.predict(list(x64)), expected)  # a list of (T, F) arrays
+    assert trainer.evaluate((x64, y32))["accuracy"] == pytest.approx((expected == y).double().mean().item())
+    loader = DataLoader(TensorDataset(torch.from_numpy(x64), torch.from_numpy(y32)), batch_size=8)
+    assert small_trainer(epochs=1).fit(loader).last("step") == 5  # int32 labels, float64 x from a DataLoader
+
+    double = Trainer(SequenceClassifier(3, 8, 2).double(), epochs=1, batch_size=8, seed=0, device="cpu")
+    double.fit((x.numpy(), y.numpy()))  # float32 data for a float64 model
+    assert double.predict_proba(x.numpy()).dtype == torch.float64
