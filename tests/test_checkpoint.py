@@ -8,7 +8,7 @@ import pickle
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -230,7 +230,8 @@ def a_checkpoint(tmp_path: Path) -> Path:
     trainer, train, _ = build_run(tmp_path / "run")
     trainer.epochs = 1
     trainer.fit(train)
-    return save_checkpoint(trainer.state_dict(), tmp_path / "good.pt")
+    path = tmp_path / "run" / "step-00000008.pt"  # the Checkpoint callback's save at the epoch's end
+    return path.rename(tmp_path / "good.pt")
 
 
 def damage(path: Path, how: str) -> Path:
@@ -399,3 +400,155 @@ def test_resume_from_an_epoch_end_checkpoint_is_exact(tmp_path: Path) -> None:
     expected_weights, expected_history = final_state(reference)
     assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
     assert history == expected_history and len(history) == 3
+
+
+# ------------------------------------------------- resume on every data path
+class Items(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A map-style dataset of items: the trainer loads it through a DataLoader of its own."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index], self.y[index]
+
+
+class Seen(Callback):
+    """Records the labels' positions: which samples each step trained on."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[float]] = []
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        self.batches.append(output.batch.x[:, 0, 0].tolist())
+
+
+def make_train_data(kind: str) -> object:
+    x, y = make_sequences(20)
+    dataset = torch.utils.data.TensorDataset(x, y)
+    if kind == "shuffled-loader":
+        return torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)
+    if kind == "loader-with-own-generator":
+        return torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(9))
+    return Items(x, y)
+
+
+def data_path_run(directory: Path, kind: str, *extra: Callback) -> tuple[Trainer, object]:
+    seqclf.seed_everything(0)
+    data = make_train_data(kind)
+    model = SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3)
+    callbacks = [Checkpoint(directory, every_n_steps=3, keep_last=None), *extra]
+    return Trainer(model, epochs=2, batch_size=4, seed=7, device="cpu", callbacks=callbacks), data
+
+
+@pytest.mark.parametrize("kind", ["shuffled-loader", "loader-with-own-generator", "dataset-of-items"])
+def test_a_mid_epoch_resume_is_exact_on_every_data_path(tmp_path: Path, kind: str) -> None:
+    """5 batches per epoch; resumed from step 3 (mid-epoch 0) and step 6 (mid-epoch 1): bitwise the same run."""
+    seen = Seen()
+    reference, data = data_path_run(tmp_path / "reference", kind, seen)
+    reference.fit(data)
+    expected = reference.model.state_dict()
+    for step in (3, 6):
+        resumed_seen = Seen()
+        resumed, data = data_path_run(tmp_path / f"resumed-{step}", kind, resumed_seen)
+        resumed.fit(data, resume_from=tmp_path / "reference" / f"step-{step:08d}.pt")
+        assert resumed_seen.batches == seen.batches[step:]  # the same samples, none repeated or skipped
+        assert all(torch.equal(value, expected[name]) for name, value in resumed.model.state_dict().items())
+        assert resumed.history.series("train_loss") == reference.history.series("train_loss")
+
+
+class ShuffleOnItsOwn(torch.utils.data.Sampler[int]):
+    """A sampler drawing its order from torch's global generator, which the trainer cannot reach."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.size).tolist())
+
+
+def test_a_mid_epoch_resume_on_a_sampler_that_cannot_be_replayed_is_refused_with_why(tmp_path: Path) -> None:
+    x, y = make_sequences(20)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, sampler=ShuffleOnItsOwn(20))
+    first = Trainer(SequenceClassifier(3, 8, 2), epochs=2, batch_size=4, seed=1, device="cpu",
+                    callbacks=[Checkpoint(tmp_path, every_n_steps=3, keep_last=None)])
+    first.fit(loader)
+    second = Trainer(SequenceClassifier(3, 8, 2), epochs=2, batch_size=4, seed=1, device="cpu")
+    before = {k: v.clone() for k, v in second.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"train_data's DataLoader must have a sampler whose order the trainer can replay to resume mid-epoch; got a ShuffleOnItsOwn"):
+        second.fit(loader, resume_from=tmp_path / "step-00000003.pt")
+    assert second.state.step == 0 and all(torch.equal(before[k], v) for k, v in second.model.state_dict().items())
+    second.fit(loader, resume_from=tmp_path / "step-00000005.pt")  # an epoch's end: its order is the next epoch's draw
+    assert second.state.step == 10
+
+
+def test_a_failed_resume_leaves_the_trainer_unchanged(tmp_path: Path) -> None:
+    """Model and optimizer fit but the optimizer's parameter groups do not: nothing may change."""
+    path = a_checkpoint(tmp_path)
+
+    def two_groups(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        params = list(params)
+        return torch.optim.Adam([{"params": params[:2]}, {"params": params[2:]}], lr=1e-3)
+
+    early = EarlyStopping(monitor="train_loss", patience=50)
+    trainer = Trainer(SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3), batch_size=8, device="cpu",
+                      optimizer=two_groups, callbacks=[early])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"optimizer state must fit this trainer's optimizer") as raised:
+        trainer.fit(make_sequences(16), resume_from=path)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items()), "weights were overwritten"
+    assert str(raised.value).endswith("parameter groups of [10] parameters; got groups of [2, 8]")
+    assert early.state_dict() == {"best": float("inf"), "bad_epochs": 0}
+    assert trainer.state.step == 0 and len(trainer.history) == 0 and not trainer.optimizer.state
+
+
+def test_a_paused_run_resumes_to_its_end_and_an_ended_run_says_why_it_trains_no_more(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class TimeBudget(Callback):  # a pause: stops after step 3 of 12, mid-epoch
+        def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            if trainer.state.step == 3:
+                trainer.state.should_stop = True
+
+    paused, train, _ = build_run(tmp_path / "paused", TimeBudget(), every_n_steps=100)
+    paused.fit(train)
+    assert [p.name for p in (tmp_path / "paused").iterdir()] == ["step-00000003.pt"]
+    resumed, train, _ = build_run(tmp_path / "paused")
+    resumed.fit(train, resume_from=tmp_path / "paused" / "step-00000003.pt")
+    reference, train, _ = build_run(tmp_path / "reference")
+    reference.fit(train)
+    assert resumed.state.step == reference.state.step == 24
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+
+    seqclf.seed_everything(0)
+    x, y = make_sequences(64)
+    ended = Trainer(SequenceClassifier(3, 8, 2), epochs=20, batch_size=8, seed=1, device="cpu",
+                    callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=10.0), Checkpoint(tmp_path / "ended")])
+    ended.fit((x, y))
+    assert ended.state.step == 16 and ended.state.finished  # ended after epoch 1 for good
+    again = Trainer(SequenceClassifier(3, 8, 2), epochs=20, batch_size=8, seed=1, device="cpu",
+                    callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=10.0)])
+    with caplog.at_level("WARNING", logger="seqclf.trainer"):
+        again.fit((x, y), resume_from=latest_checkpoint(tmp_path / "ended"))
+    assert again.state.step == 16 and len(again.history) == 2
+    assert "the run ended at epoch 2 (step 16): a callback ended it for good (e.g. EarlyStopping)" in caplog.text
+
+
+def test_state_dict_round_trips_between_trainers_in_memory(tmp_path: Path) -> None:
+    first, train, _ = build_run(tmp_path / "a", every_n_steps=100)
+    first.epochs = 1
+    first.fit(train)
+    second, train, _ = build_run(tmp_path / "b", every_n_steps=100)
+    second.load_state_dict(first.state_dict())
+    assert second.state.step == 8 and second.history.to_list() == first.history.to_list()
+    kept = {k: v.clone() for k, v in first.optimizer.state_dict()["state"][0].items()}
+    second.fit(train)  # second's optimizer state is its own copy: first's stays as it was
+    assert second.state.step == 24
+    assert all(torch.equal(v, first.optimizer.state_dict()["state"][0][k]) for k, v in kept.items())

@@ -132,3 +132,15 @@ def test_tensor_dataset_validation() -> None:
         TensorSequenceDataset([1, 2], torch.zeros(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))
+
+
+def test_subset_takes_a_boolean_mask_as_a_mask() -> None:
+    x, y = torch.randn(10, 4, 2), torch.tensor([0, 3, 1, 3, 2, 0, 3, 1, 2, 0])
+    dataset = TensorSequenceDataset(x, y, lengths=torch.arange(1, 11).clamp(max=4))
+    threes = dataset.subset(y == 3)
+    assert len(threes) == 3 and threes.y.tolist() == [3, 3, 3]
+    assert torch.equal(threes.x, x[[1, 3, 6]]) and threes.lengths is not None and threes.lengths.tolist() == [2, 4, 4]
+    assert dataset.subset([True] * 10).y.tolist() == y.tolist()  # a list of bools is a mask too
+    assert dataset.subset([1, 0]).y.tolist() == [3, 0]  # integers stay indices
+    with pytest.raises(ValueError, match=r"index as a boolean mask must have shape \(10,\) \(one entry per item\); got \(3,\)"):
+        dataset.subset(torch.tensor([True, False, True]))
