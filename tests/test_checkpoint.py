@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -16,6 +17,7 @@ import torch
 
 import seqclf
 from seqclf import Checkpoint, CheckpointError, SequenceClassifier, Trainer, latest_checkpoint
+from seqclf._model_record import rebuild_model
 from seqclf.callbacks import Callback, EarlyStopping, StepOutput
 from seqclf.checkpoint import (
     FORMAT,
@@ -484,8 +486,10 @@ def test_a_mid_epoch_resume_on_a_sampler_that_cannot_be_replayed_is_refused_with
     with pytest.raises(CheckpointError, match=r"train_data's DataLoader must have a sampler whose order the trainer can replay to resume mid-epoch; got a ShuffleOnItsOwn"):
         second.fit(loader, resume_from=tmp_path / "step-00000003.pt")
     assert second.state.step == 0 and all(torch.equal(before[k], v) for k, v in second.model.state_dict().items())
-    second.fit(loader, resume_from=tmp_path / "step-00000005.pt")  # an epoch's end: its order is the next epoch's draw
-    assert second.state.step == 10
+    second.fit(loader, resume_from=tmp_path / "step-00000005.pt")  # an epoch's end: the next epoch draws its order
+    assert second.state.step == 10  # from the global generator, restored as it was then: exact
+    expected = first.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in second.model.state_dict().items())
 
 
 def test_a_failed_resume_leaves_the_trainer_unchanged(tmp_path: Path) -> None:
@@ -552,3 +556,50 @@ def test_state_dict_round_trips_between_trainers_in_memory(tmp_path: Path) -> No
     second.fit(train)  # second's optimizer state is its own copy: first's stays as it was
     assert second.state.step == 24
     assert all(torch.equal(v, first.optimizer.state_dict()["state"][0][k]) for k, v in kept.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanConfig:
+    """The config of a second model class, not a SequenceClassifier: the rebuild is generic."""
+
+    input_size: int
+    num_classes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> MeanConfig:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+class MeanClassifier(torch.nn.Module):
+    """Classifies the mean of a sequence's steps."""
+
+    def __init__(self, input_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.config = MeanConfig(input_size, num_classes)
+        self.head = torch.nn.Linear(input_size, num_classes)
+
+    @classmethod
+    def from_config(cls, config: MeanConfig) -> MeanClassifier:
+        return cls(config.input_size, config.num_classes)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> MeanClassifier:
+        return rebuild_model(cls, MeanConfig, path)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(x.mean(dim=1))
+
+
+def test_any_model_class_with_a_config_is_rebuilt_from_its_checkpoint(tmp_path: Path) -> None:
+    x, y = make_sequences(16)
+    trainer = Trainer(MeanClassifier(3, 2), epochs=1, batch_size=8, device="cpu")
+    trainer.fit((x, y))
+    path = save_checkpoint(trainer.state_dict(), tmp_path / "mean.pt")
+    model = MeanClassifier.from_checkpoint(path)
+    assert model.config == MeanConfig(3, 2) and not model.training
+    torch.testing.assert_close(model(x), trainer.model(x), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r"must hold a SequenceClassifier to rebuild one; got a MeanClassifier: use MeanClassifier.from_checkpoint"):
+        SequenceClassifier.from_checkpoint(path)

@@ -229,19 +229,25 @@ def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Ten
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+@pytest.mark.usefixtures("one_thread")  # as the measurement
 def test_real_mnist_accuracy(data_dir: Path) -> None:
-    """The tutorial's model, 3 epochs on 8,000 real MNIST digits, tested on 2,000 others."""
+    """The tutorial's model, 2 epochs on 4,000 real MNIST digits, tested on 2,000 others: the mean of seeds 0-2.
+
+    benchmarks/mnist_seed_spread.py measured this protocol over seeds 0-7: mean 0.7516, sd 0.0299
+    (0.7000-0.7945), so the sd of a 3-seed mean is 0.0172; 0.68 is 4 of those under the mean.
+    """
     digits = seqclf.datasets.mnist(data_dir, train=False)
-    train, test = digits.subset(slice(0, 8000)), digits.subset(slice(8000, 10000))
-    # Seed 0: across seeds 0, 1, 3, 7, 42 and 2019 this run measured 87.3-91.8% (2019 lowest);
-    # a plain PyTorch loop spreads alike (89.3-92.8%). See docs/benchmarks.md.
-    seqclf.seed_everything(0)
-    model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
-    trainer = Trainer(model, epochs=3, batch_size=32, lr=1e-3, seed=0, device="cpu")
-    trainer.fit(train)
-    accuracy = trainer.evaluate(test)["accuracy"]
-    print(f"real MNIST accuracy after 3 epochs on 8,000 digits: {accuracy:.4f}")
-    assert accuracy >= 0.88
+    train, test = digits.subset(slice(0, 4000)), digits.subset(slice(8000, 10000))
+    accuracies = []
+    for seed in range(3):
+        seqclf.seed_everything(seed)
+        model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
+        trainer = Trainer(model, epochs=2, batch_size=32, lr=1e-3, seed=seed, device="cpu")
+        trainer.fit(train)
+        accuracies.append(trainer.evaluate(test)["accuracy"])
+    mean = sum(accuracies) / len(accuracies)
+    print(f"real MNIST accuracy, 2 epochs on 4,000 digits, seeds 0-2: {accuracies}, mean {mean:.4f}")
+    assert mean >= 0.68
 
 
 # ---------------------------------------------------------- divergence and Ctrl-C
