@@ -291,11 +291,11 @@ class Checkpoint(Callback):
 
         With several processes every rank must call it (``trainer.state_dict()`` is a collective).
         """
-        trainer.check_finite()
         state = trainer.state_dict()  # every rank: the epoch's sums and every rank's generators
         self._saved_step = trainer.state.step  # on every rank, so that all ranks agree on the next save
         if not trainer.is_main_process:
             return None
+        trainer.check_finite()
         path = self.directory / checkpoint_name(trainer.state.step)
         # the name holds the step: a file of this name is this run's own save of this step
         save_checkpoint(state, path, overwrite=True)
