@@ -206,7 +206,7 @@ class Trainer:
         self.history = History()
         self.loss_fn: nn.Module = nn.CrossEntropyLoss()
         self._interrupt = DeferredInterrupt()
-        self._loader_order: LoaderOrder | None = None  # the generators of a user's DataLoader, during fit
+        self._loader_order: LoaderOrder | None = None  # the generators of the last fit's DataLoader
         self._loader_epoch_states: list[Tensor] = []  # their states at the current epoch's start
         self._loader_resume_states: list[Tensor] | None = None  # their states in a loaded checkpoint
         self._loss_scales: list[float] | None = None  # per batch of the epoch: the rank's share of the global batch
@@ -307,8 +307,6 @@ class Trainer:
                                    self.state.epoch, self.state.batch_in_epoch, self.state.step)
                     self._emit("on_fit_end")
                 raise
-            finally:
-                self._loader_order = None
             self._emit("on_fit_end")
             self._interrupt.check()  # Ctrl-C during the last epoch's end: saved above, now stop
         return self.history
