@@ -250,7 +250,12 @@ class Trainer:
             resume_from: a checkpoint file (see :class:`~seqclf.callbacks.Checkpoint`) to
                 continue from: weights, optimizer, callbacks, history, epoch and step
                 within it, and random generators are restored, so the run ends exactly as
-                if it had never stopped (same data, batch size and seed).
+                if it had never stopped (same data, batch size and seed; see
+                ``docs/reliability.md`` for what is exact on which data path).
+
+        A run a callback paused (``state.should_stop``) continues where it stopped, mid-epoch
+        included; a run a callback ended (``state.finished``, e.g. early stopping) trains no
+        more: ``fit`` logs a warning saying so and returns the history.
 
         Raises:
             DivergenceError: a loss became NaN or Inf (checked at each epoch end and
