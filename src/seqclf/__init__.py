@@ -4,8 +4,10 @@ from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
+from . import export as export
 from . import normalization as normalization
 from . import recipes as recipes
+from . import serialization as serialization
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .callbacks import Checkpoint as Checkpoint
@@ -16,6 +18,7 @@ from .data import pad_sequences as pad_sequences
 from .history import History as History
 from .model import ModelConfig as ModelConfig
 from .model import SequenceClassifier as SequenceClassifier
+from .model import StreamState as StreamState
 from .seeding import seed_everything as seed_everything
 from .trainer import DivergenceError as DivergenceError
 from .trainer import Trainer as Trainer
@@ -30,6 +33,7 @@ __all__ = [
     "History",
     "ModelConfig",
     "SequenceClassifier",
+    "StreamState",
     "TensorSequenceDataset",
     "TrainState",
     "Trainer",
@@ -38,10 +42,12 @@ __all__ = [
     "checkpoint",
     "datasets",
     "distributed",
+    "export",
     "image_rows_as_sequence",
     "latest_checkpoint",
     "normalization",
     "pad_sequences",
     "recipes",
     "seed_everything",
+    "serialization",
 ]

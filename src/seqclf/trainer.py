@@ -23,7 +23,7 @@ from ._loader_order import LoaderOrder, epoch_seed
 from ._model_record import check_model_record, model_record
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint
-from .data import Batch, DatasetSource, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
+from .data import Batch, DatasetSource, LengthBucketing, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
 from .history import History, Record
 from .normalization import fit_standardizers
 from .progress import default_callbacks
@@ -145,6 +145,9 @@ class Trainer:
             ``None`` shows it when stderr is a terminal and this is the main process,
             ``True`` shows it on the main process even when not a terminal, ``False``
             never. A ``ProgressBar`` given in ``callbacks`` is used instead of the default.
+        batching: how training batches are formed: None shuffles (:func:`seqclf.data.epoch_plan`);
+            :class:`~seqclf.data.LengthBucketing` groups sequences of similar lengths
+            (faster on variable-length data; see ``docs/variable-length.md``).
 
     Launched by ``torchrun`` with ``WORLD_SIZE`` > 1, the trainer trains data-parallel
     (see ``docs/distributed.md``): ``batch_size`` is per process, each step's global batch is
@@ -178,6 +181,7 @@ class Trainer:
         grad_clip_norm: float | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
+        batching: LengthBucketing | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -192,7 +196,10 @@ class Trainer:
         for i, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks[{i}] must be a seqclf Callback; got {type(callback).__name__}")
+        if batching is not None and not isinstance(batching, LengthBucketing):
+            raise TypeError(f"batching must be a LengthBucketing or None; got {type(batching).__name__}")
         self.lr, self.seed, self.grad_clip_norm = float(lr), seed, grad_clip_norm
+        self.batching = batching
         env = distributed.environment()
         self.rank, self.world_size = (0, 1) if env is None else (env.rank, env.world_size)
         self.device = resolve_device(device) if env is None else distributed.setup(resolve_device(device), env)
@@ -273,6 +280,9 @@ class Trainer:
         if isinstance(train, LoaderSource):
             distributed.require_distributed_sampler(train.loader, name="train_data")
             order = LoaderOrder(train.loader)
+        if self.batching is not None and not isinstance(train, TensorSource) and self.is_main_process:
+            logger.warning("batching=%r applies to in-memory tensor data only; %s batches are shuffled as usual",
+                           self.batching, type(train).__name__)
         if resume_from is not None:
             checkpoint = load_checkpoint(resume_from)
             if order is not None:
@@ -387,14 +397,21 @@ class Trainer:
             return
         if isinstance(train, DatasetSource):  # the loader's worker seeds: drawn from this, not the global generator
             train.generator = torch.Generator().manual_seed(epoch_seed(state.seed, state.epoch, self.rank))
-        plans = [
-            epoch_plan(len(train), self.batch_size, seed=state.seed, epoch=state.epoch, rank=rank,
-                       world_size=self.world_size)
-            for rank in (range(self.world_size) if self.world_size > 1 else [0])
-        ]
+        lengths = train.lengths_cpu if isinstance(train, TensorSource) else None
+        batching = self.batching if lengths is not None else None
+
+        def plan_of(rank: int) -> list[Tensor]:
+            if batching is not None and lengths is not None:
+                return batching.plan(lengths, self.batch_size, seed=state.seed, epoch=state.epoch,
+                                     rank=rank, world_size=self.world_size)
+            return epoch_plan(len(train), self.batch_size, seed=state.seed, epoch=state.epoch,
+                              rank=rank, world_size=self.world_size)
+
+        plans = [plan_of(rank) for rank in (range(self.world_size) if self.world_size > 1 else [0])]
         plan = plans[self.rank]
         if self.world_size > 1:
             steps = distributed.steps_per_epoch(len(train), self.batch_size, self.world_size)
+            steps = min(steps, *(len(part) for part in plans))  # every rank takes the same number of steps
             plan = plan[:steps]
             # each rank's mean loss weighted by its share of the global batch: DDP's average of the
             # gradients is then the gradient of the global batch's mean loss, for any dataset size
