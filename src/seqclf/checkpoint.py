@@ -143,7 +143,7 @@ def build_checkpoint(
         "torch_version": str(torch.__version__),
         "model": {
             "class": type(model).__name__,
-            "config": config.to_dict() if isinstance(config, ModelConfig) else None,
+            "config": config.to_dict() if config is not None and callable(getattr(config, "to_dict", None)) else None,
             "state_dict": _to_cpu(model.state_dict()),
         },
         "optimizer": {"class": type(optimizer).__name__, "state_dict": _to_cpu(optimizer.state_dict())},
@@ -335,7 +335,8 @@ def load_model_state(model: nn.Module, checkpoint: dict[str, Any]) -> None:
     """
     stored = checkpoint["model"]
     config = getattr(model, "config", None)
-    if isinstance(config, ModelConfig) and stored["config"] is not None:
+    if callable(getattr(config, "to_dict", None)) and stored["config"] is not None:
+        assert config is not None
         ours, theirs = config.to_dict(), stored["config"]
         differ = sorted(key for key in {*ours, *theirs} if ours.get(key, "<unset>") != theirs.get(key, "<unset>"))
         if differ:
