@@ -62,6 +62,8 @@ def build(model: str, input_size: int, num_classes: int) -> torch.nn.Module:
     for part in model.split(",")[1:]:  # e.g. "lstm_fcn,layout=serial,norm=layer"
         key, value = part.split("=")
         kwargs[key] = int(value) if value.isdigit() else value
+    if kwargs.get("filters") == "small":
+        kwargs["filters"] = (32, 64, 32)
     return seqclf.LSTMFCN(input_size, num_classes, **kwargs)
 
 
@@ -112,17 +114,13 @@ def main() -> None:
         key, value = item.split("=")
         overrides[key] = float(value) if "." in value or key == "val_fraction" else int(value)
     tasks = [(d, m, s, args.threads, overrides) for d in args.datasets for m in args.models for s in range(args.seeds)]
-    mapper: Callable[..., Any]
-    if args.jobs > 1:
-        pool = ProcessPoolExecutor(args.jobs)
-        mapper = pool.map
-    else:
-        mapper = map
     results = []
-    for r in mapper(run_one, tasks):
-        print(f"  {r['dataset']:<22} {r['model']:<32} seed {r['seed']}  acc {r['accuracy']:.4f}  "
-              f"fit {r['fit_s']:6.1f}s  epochs {r['epochs']}  steps {r['steps']}", flush=True)
-        results.append(r)
+    with ProcessPoolExecutor(max(args.jobs, 1)) as pool:
+        mapper: Callable[..., Any] = pool.map if args.jobs > 1 else map
+        for r in mapper(run_one, tasks):
+            print(f"  {r['dataset']:<22} {r['model']:<32} seed {r['seed']}  acc {r['accuracy']:.4f}  "
+                  f"fit {r['fit_s']:6.1f}s  epochs {r['epochs']}  steps {r['steps']}", flush=True)
+            results.append(r)
     print()
     print(f"| data set | model | accuracy (mean ± sd of {args.seeds}) | fit s (mean) | " + " | ".join(PUBLISHED) + " |")
     print("|" + "---|" * (4 + len(PUBLISHED)))
