@@ -113,6 +113,7 @@ def test_config_round_trip() -> None:
         ({"readout": "first"}, ValueError, "readout must be one of ('last', 'mean', 'max'); got 'first'"),
         ({"bidirectional": 1}, TypeError, "bidirectional must be a bool; got 1"),
         ({"dropout": 1.0}, ValueError, "dropout must be a float in [0, 1); got 1.0"),
+        ({"normalize": "yes"}, TypeError, "normalize must be a bool; got 'yes'"),
     ],
 )
 def test_constructor_validation(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
@@ -146,3 +147,28 @@ def test_forward_validation(x: object, lengths: object, error: type[Exception], 
     model = SequenceClassifier(3, 4, 2)
     with pytest.raises(error, match=message):
         model(x, lengths)  # type: ignore[arg-type]
+
+
+def test_normalize_is_off_by_default_and_leaves_the_tutorial_model_unchanged() -> None:
+    plain = SequenceClassifier(28, 64, 10)
+    assert plain.normalize is None and plain.config.normalize is False
+    normalized = SequenceClassifier(28, 64, 10, normalize=True)
+    assert sum(p.numel() for p in normalized.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert set(normalized.state_dict()) - set(plain.state_dict()) == {"normalize.mean", "normalize.scale", "normalize.fitted"}
+    assert ModelConfig.from_dict(normalized.config.to_dict()).normalize is True
+    assert "normalize=True" in repr(normalized) and "normalize" not in plain.extra_repr()
+
+
+def test_normalize_standardises_the_input_and_padding_still_never_changes_a_result() -> None:
+    model = SequenceClassifier(3, 5, 4, readout="mean", normalize=True).eval()
+    lengths = torch.tensor([2, 7, 1, 5])
+    sequences = [torch.randn(int(n), 3) * 10 + 50 for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=9.0)  # junk padding
+    assert model.normalize is not None
+    model.normalize.fit(padded, lengths)
+    standardized = (padded - model.normalize.mean) / model.normalize.scale
+    reference = SequenceClassifier(3, 5, 4, readout="mean").eval()
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("normalize.")})
+    torch.testing.assert_close(model(padded, lengths), reference(standardized, lengths), atol=1e-5, rtol=0)
+    alone = torch.cat([model(seq[None]) for seq in sequences])
+    torch.testing.assert_close(model(padded, lengths), alone, atol=1e-5, rtol=0)

@@ -328,3 +328,22 @@ def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     assert not interrupt.fit_ended
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["step-00000005.pt", "step-00000008.pt", "step-00000010.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_numpy_float64_int32_labels_and_float64_models_train_and_predict(one_thread: None) -> None:
+    import numpy as np
+
+    x, y = make_sequences(40)
+    x64, y32 = x.double().numpy(), y.numpy().astype(np.int32)
+    trainer = small_trainer(lr=0.01, epochs=3)
+    trainer.fit((x64, y32), eval_data=(x64, list(y.tolist())))
+    expected = trainer.predict(x)
+    assert torch.equal(trainer.predict(x64), expected)
+    assert torch.equal(trainer.predict(list(x64)), expected)  # a list of (T, F) arrays
+    assert trainer.evaluate((x64, y32))["accuracy"] == pytest.approx((expected == y).double().mean().item())
+    loader = DataLoader(TensorDataset(torch.from_numpy(x64), torch.from_numpy(y32)), batch_size=8)
+    assert small_trainer(epochs=1).fit(loader).last("step") == 5  # int32 labels, float64 x from a DataLoader
+
+    double = Trainer(SequenceClassifier(3, 8, 2).double(), epochs=1, batch_size=8, seed=0, device="cpu")
+    double.fit((x.numpy(), y.numpy()))  # float32 data for a float64 model
+    assert double.predict_proba(x.numpy()).dtype == torch.float64

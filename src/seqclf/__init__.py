@@ -4,6 +4,7 @@ from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
+from . import normalization as normalization
 from . import recipes as recipes
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
@@ -43,6 +44,7 @@ __all__ = [
     "distributed",
     "image_rows_as_sequence",
     "latest_checkpoint",
+    "normalization",
     "pad_sequences",
     "recipes",
     "seed_everything",

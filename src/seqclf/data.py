@@ -1,21 +1,123 @@
-"""How the trainer reads data: batches of ``(x, lengths, y)`` from tensors, datasets or loaders.
+"""How the trainer reads data: batches of ``(x, lengths, y)`` from tensors, arrays, datasets or loaders.
 
 Data that fits in memory is held as tensors and batched by indexing a permutation
 (no per-item Python); any other ``Dataset`` goes through a ``DataLoader`` fed with the
-same batches of indices; a user's own ``DataLoader`` is used as it is.
+same batches of indices; a user's own ``DataLoader`` is used as it is. numpy arrays are
+taken as tensors (without a copy where their dtype is already the model's), and
+floating-point sequences are converted to the model's dtype once per dataset.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+logger = logging.getLogger(__name__)
+
 BatchTransform = Callable[[Tensor], Tensor]
+
+_CHANNELS_FIRST_HINT = (
+    "if your data is channels-first (n_cases, n_channels, n_timepoints) as in aeon/sktime, "
+    "use seqclf.data.channels_last(X)"
+)
+_UNIVARIATE_HINT = "for univariate series add a feature axis: X[..., None] (numpy) or X.unsqueeze(-1) (torch)"
+
+
+@overload
+def channels_last(x: np.ndarray) -> np.ndarray: ...
+@overload
+def channels_last(x: Tensor) -> Tensor: ...
+@overload
+def channels_last(x: Sequence[np.ndarray | Tensor]) -> list[Any]: ...
+def channels_last(x: Any) -> Any:
+    """Channels-first sequences as seqclf reads them: ``(N, C, T) -> (N, T, C)``.
+
+    aeon, sktime and most time-series tools hold a dataset as ``(n_cases, n_channels,
+    n_timepoints)``, or, when lengths differ, as a list of ``(n_channels, n_timepoints_i)``
+    arrays. seqclf reads ``(batch, time, features)`` and lists of ``(T_i, features)``.
+    Arrays and tensors come back as views (no copy); a list comes back as a list of views.
+
+    Args:
+        x: a 3-D numpy array or tensor ``(N, C, T)``, or a list of 2-D ``(C, T_i)`` ones.
+
+    Returns:
+        ``(N, T, C)`` of the same type, or a list of ``(T_i, C)``.
+
+    Example:
+        >>> from aeon.datasets import load_classification  # doctest: +SKIP
+        >>> X, y = load_classification("GunPoint", split="train")  # (50, 1, 150)  # doctest: +SKIP
+        >>> channels_last(X).shape  # doctest: +SKIP
+        (50, 150, 1)
+    """
+    if isinstance(x, (np.ndarray, Tensor)) and x.ndim == 3:
+        return x.transpose(0, 2, 1) if isinstance(x, np.ndarray) else x.transpose(1, 2)
+    if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.dtype == object and x.ndim == 1):
+        out = []
+        for i, seq in enumerate(x):
+            if not isinstance(seq, (np.ndarray, Tensor)) or seq.ndim != 2:
+                got = tuple(seq.shape) if isinstance(seq, (np.ndarray, Tensor)) else type(seq).__name__
+                raise ValueError(f"x[{i}] must be a 2-D (n_channels, n_timepoints) array or tensor; got {got}")
+            out.append(seq.T)
+        return out
+    got = f"shape {tuple(x.shape)}" if isinstance(x, (np.ndarray, Tensor)) else type(x).__name__
+    raise ValueError(
+        "x must be a 3-D (n_cases, n_channels, n_timepoints) array or tensor, or a list of 2-D "
+        f"(n_channels, n_timepoints) ones; got {got}"
+    )
+
+
+def _from_numpy(array: np.ndarray, what: str) -> Tensor:
+    """``array`` as a tensor sharing its memory where torch can (numeric dtypes, native byte order)."""
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{what} must be a numeric array; got dtype {array.dtype}")
+    try:
+        return torch.from_numpy(array)
+    except (TypeError, ValueError):  # negative strides or a foreign byte order: one copy
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
+
+
+def _as_tensor(value: Any, what: str) -> Any:
+    """A numpy array as a tensor; anything else is returned as it is (and checked by the caller)."""
+    if isinstance(value, np.ndarray):
+        return _from_numpy(value, what)
+    return value
+
+
+def _to_dtype(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """Floating-point ``x`` in ``dtype`` and contiguous, in at most one copy (none when it already is)."""
+    if dtype is None or not x.is_floating_point():
+        return x
+    return x.to(dtype=dtype, memory_format=torch.contiguous_format)
+
+
+def _as_labels(y: Any, what: str) -> Any:
+    """Integer labels given as a tensor, numpy array or list, as a tensor (strings are refused with a hint)."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if isinstance(y, np.ndarray):
+        if y.dtype.kind in "USO":
+            sample = ", ".join(repr(v) for v in y.ravel()[:3].tolist())
+            raise TypeError(
+                f"{what} must be integer class indices in [0, num_classes); got labels of dtype {y.dtype} "
+                f"({sample}, ...). Map them with `classes, y = numpy.unique(y, return_inverse=True)`, "
+                "or use seqclf.sklearn.SequenceClassifierEstimator, which takes any labels"
+            )
+        return _from_numpy(y, what)
+    return y
+
+
+def _is_x(data: Any) -> bool:
+    """Whether ``data`` is sequences alone: a tensor or array ``X``, or a list of sequences."""
+    if isinstance(data, (Tensor, np.ndarray)):
+        return True
+    return isinstance(data, list) and len(data) > 0 and all(isinstance(s, (Tensor, np.ndarray)) for s in data)
 
 
 @dataclass
@@ -44,22 +146,30 @@ class TensorSequenceDataset(Dataset[tuple[Tensor, ...]]):
 
     Args:
         x: ``(N, T, F)`` float sequences, or anything ``transform`` turns into
-            ``(B, T, F)`` float when given a batch ``x[indices]``.
-        y: ``(N,)`` integer class labels.
+            ``(B, T, F)`` float when given a batch ``x[indices]``; a tensor, a numpy
+            array (shared, not copied), or a list of ``(T_i, F)`` sequences (padded, and
+            their lengths recorded).
+        y: ``(N,)`` integer class labels (a tensor, numpy array or list).
         lengths: optional ``(N,)`` valid steps of each (padded) sequence.
         transform: a batch transform, e.g. :func:`seqclf.image_rows_as_sequence`.
     """
 
     def __init__(
         self,
-        x: Tensor,
-        y: Tensor,
-        lengths: Tensor | None = None,
+        x: Tensor | np.ndarray | Sequence[Tensor | np.ndarray],
+        y: Tensor | np.ndarray | Sequence[int],
+        lengths: Tensor | np.ndarray | None = None,
         transform: BatchTransform | None = None,
     ) -> None:
+        if isinstance(x, (list, tuple)):
+            if lengths is not None:
+                raise ValueError("lengths must be None when x is a list of sequences (their lengths are used)")
+            x, lengths = pad_sequences(x)
+        x, y = _as_tensor(x, "x"), _as_labels(y, "y")
+        lengths = _as_tensor(lengths, "lengths")
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
             raise TypeError(
-                f"x and y must be torch.Tensors; got {type(x).__name__} and {type(y).__name__}"
+                f"x and y must be torch.Tensors or numpy arrays; got {type(x).__name__} and {type(y).__name__}"
             )
         if len(x) != len(y):
             raise ValueError(f"x and y must have the same length; got {len(x)} and {len(y)}")
@@ -91,17 +201,52 @@ class TensorSequenceDataset(Dataset[tuple[Tensor, ...]]):
         return x, self.lengths[index], self.y[index]
 
 
-def pad_sequences(sequences: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """Pad ``(T_i, F)`` sequences with zeros to ``(N, max T_i, F)``; also return lengths ``(N,)``."""
+def pad_sequences(
+    sequences: Sequence[Tensor | np.ndarray], *, dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
+    """Pad ``(T_i, F)`` sequences with zeros to ``(N, max T_i, F)``; also return lengths ``(N,)``.
+
+    The sequences may be tensors or numpy arrays. With ``dtype`` the padded tensor has that
+    dtype (the sequences are converted as they are copied in, not copied twice).
+    """
     if len(sequences) == 0:
         raise ValueError("sequences must not be empty; got 0 sequences")
+    tensors: list[Tensor] = []
     for i, seq in enumerate(sequences):
+        seq = _as_tensor(seq, f"sequences[{i}]")
         if not isinstance(seq, Tensor) or seq.dim() != 2:
             got = tuple(seq.shape) if isinstance(seq, Tensor) else type(seq).__name__
-            raise ValueError(f"sequences[{i}] must be a (time, features) tensor; got {got}")
-    lengths = torch.tensor([len(seq) for seq in sequences], dtype=torch.int64)
-    padded = torch.nn.utils.rnn.pad_sequence(list(sequences), batch_first=True)  # (N, T, F)
+            raise ValueError(f"sequences[{i}] must be a (time, features) tensor or array; got {got}")
+        tensors.append(seq)
+    _check_same_features(tensors)
+    lengths = torch.tensor([len(seq) for seq in tensors], dtype=torch.int64)
+    if dtype is None:
+        dtype = tensors[0].dtype
+        for seq in tensors[1:]:
+            dtype = torch.promote_types(dtype, seq.dtype)
+    if all(seq.dtype == dtype for seq in tensors):
+        return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True), lengths  # (N, T, F)
+    padded = tensors[0].new_zeros((len(tensors), int(lengths.max()), tensors[0].shape[1]), dtype=dtype)
+    for i, seq in enumerate(tensors):
+        padded[i, : len(seq)] = seq  # converted while copied
     return padded, lengths
+
+
+def _check_same_features(sequences: Sequence[Tensor]) -> None:
+    features = sequences[0].shape[1]
+    for i, seq in enumerate(sequences):
+        if seq.shape[1] == features:
+            continue
+        message = (
+            f"sequences must all have the same number of features (their last dimension); got {features} in "
+            f"sequences[0] {tuple(sequences[0].shape)} and {seq.shape[1]} in sequences[{i}] {tuple(seq.shape)}"
+        )
+        if all(s.shape[0] == sequences[0].shape[0] for s in sequences):
+            message += (
+                f". They all have the same first dimension ({sequences[0].shape[0]}): if they are channels-first "
+                "(n_channels, n_timepoints) as in aeon/sktime, use seqclf.data.channels_last(X)"
+            )
+        raise ValueError(message)
 
 
 def collate_sequences(items: Sequence[Sequence[Any]]) -> Batch:
@@ -142,7 +287,11 @@ class BatchSource(Protocol):
 
 
 class TensorSource:
-    """Batches by indexing tensors that live on the training device."""
+    """Batches by indexing tensors that live on the training device.
+
+    With ``dtype``, a ``transform``'s floating-point output is converted to it per batch
+    (``x`` itself is converted once by :func:`as_source`).
+    """
 
     def __init__(
         self,
@@ -151,11 +300,13 @@ class TensorSource:
         lengths: Tensor | None,
         transform: BatchTransform | None,
         device: torch.device,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.x = x.to(device)
         self.y = None if y is None else y.to(device, torch.int64)
         self.lengths = None if lengths is None else lengths.to(device, torch.int64)
         self.transform = transform
+        self.dtype = dtype
 
     def __len__(self) -> int:
         return len(self.x)
@@ -169,7 +320,7 @@ class TensorSource:
             # index_select on dim 0 is several times faster than x[indices] for small batches
             x = self.x.index_select(0, indices)
             if self.transform is not None:
-                x = self.transform(x)  # (B, T, F)
+                x = _to_dtype(self.transform(x), self.dtype)  # (B, T, F)
             yield Batch(
                 x,
                 None if self.lengths is None else self.lengths.index_select(0, indices),
@@ -178,11 +329,15 @@ class TensorSource:
 
 
 class DatasetSource:
-    """Batches of a map-style ``Dataset`` loaded by a ``DataLoader`` following the plan."""
+    """Batches of a map-style ``Dataset`` loaded by a ``DataLoader`` following the plan.
 
-    def __init__(self, dataset: Dataset[Any], num_workers: int = 0) -> None:
+    With ``dtype``, floating-point batches are converted to it (per batch: the data is not held).
+    """
+
+    def __init__(self, dataset: Dataset[Any], num_workers: int = 0, dtype: torch.dtype | None = None) -> None:
         self.dataset = dataset
         self.num_workers = num_workers
+        self.dtype = dtype
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -195,14 +350,21 @@ class DatasetSource:
             collate_fn=collate_sequences,
             num_workers=self.num_workers,
         )
-        yield from loader
+        for batch in loader:
+            yield Batch(_to_dtype(batch.x, self.dtype), batch.lengths, batch.y)
 
 
 class LoaderSource:
-    """A user's ``DataLoader``, used as it is (its own batch size and shuffling)."""
+    """A user's ``DataLoader``, used as it is (its own batch size and shuffling).
 
-    def __init__(self, loader: DataLoader[Any]) -> None:
+    Each batch is made fit for the model: numpy arrays become tensors, floating-point
+    ``x`` is converted to ``dtype`` and integer labels of any width to int64 (no-ops
+    when they already are).
+    """
+
+    def __init__(self, loader: DataLoader[Any], dtype: torch.dtype | None = None) -> None:
         self.loader = loader
+        self.dtype = dtype
 
     def __len__(self) -> int:
         return len(self.loader.dataset)  # type: ignore[arg-type]
@@ -211,16 +373,19 @@ class LoaderSource:
         if plan is not None:
             raise ValueError("a DataLoader keeps its own order; its batches cannot follow a plan")
         for item in self.loader:
-            yield _as_batch(item)
+            batch = _as_batch(item)
+            y = batch.y
+            if isinstance(y, Tensor) and y.dtype != torch.int64 and not (y.is_floating_point() or y.is_complex()):
+                y = y.to(torch.int64)  # cross-entropy takes int64 class indices only
+            yield Batch(_to_dtype(batch.x, self.dtype), batch.lengths, y)
 
 
 def _as_batch(item: Any) -> Batch:
     if isinstance(item, Batch):
         return item
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return Batch(item[0], None, item[1])
-    if isinstance(item, (tuple, list)) and len(item) == 3:
-        return Batch(item[0], item[1], item[2])
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        parts = [_as_tensor(part, "a DataLoader batch") for part in item]
+        return Batch(parts[0], None if len(parts) == 2 else parts[1], parts[-1])
     raise ValueError(
         "a DataLoader must yield (x, y) or (x, lengths, y) batches; "
         f"got {type(item).__name__}{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}"
@@ -235,34 +400,42 @@ def as_source(
     num_classes: int | None = None,
     labelled: bool = True,
     name: str = "data",
+    dtype: torch.dtype | None = None,
 ) -> TensorSource | DatasetSource | LoaderSource:
     """Check ``data`` once, up front, and wrap it as a batch source.
 
-    Accepted: a ``(X, y)`` or ``(X, lengths, y)`` tuple of tensors (X may also be a list
-    of ``(T_i, F)`` tensors, which are padded), a ``TensorDataset``, a
-    :class:`TensorSequenceDataset`, any map-style ``Dataset`` of ``(sequence, label)`` or
+    Accepted: a ``(X, y)`` or ``(X, lengths, y)`` tuple of tensors or numpy arrays (X may
+    also be a list of ``(T_i, F)`` tensors or arrays, which are padded), a ``TensorDataset``,
+    a :class:`TensorSequenceDataset`, any map-style ``Dataset`` of ``(sequence, label)`` or
     ``(sequence, length, label)`` items, or a ``DataLoader``. With ``labelled=False``
-    a bare tensor ``X`` (or ``(X, lengths)``) is accepted too.
+    a bare ``X`` (or ``(X, lengths)``) is accepted too. Labels may be any integer dtype.
+
+    With ``dtype`` (the trainer passes its model's), floating-point sequences held in
+    memory are converted to it once, here (no copy when they already have it, so a
+    float32 numpy array is used in place); those of a ``Dataset`` or ``DataLoader`` (or
+    made by a ``transform``) are converted per batch.
 
     Raises:
         TypeError, ValueError: naming ``name``, what was expected and what was received.
     """
     checker = _Checker(name, input_size, num_classes)
     if isinstance(data, DataLoader):
-        return LoaderSource(data)
-    if isinstance(data, Tensor) and not labelled:
+        return LoaderSource(data, dtype)
+    if isinstance(data, (Tensor, np.ndarray)) and not labelled:
         data = (data,)
     if isinstance(data, (tuple, list)) and not isinstance(data, Dataset):
-        return _tuple_source(data, device, checker, labelled)
+        return _tuple_source(data, device, checker, labelled, dtype)
     if isinstance(data, TensorSequenceDataset):
         checker.nonempty(len(data))
+        x = data.x
         if data.transform is None:
-            checker.sequences(data.x)
+            x = _to_dtype(x, dtype)  # once per dataset
+            checker.sequences(x)
         else:
             checker.sequences(data.transform(data.x[:2]), transformed=True)
         checker.labels(data.y, len(data.x))
         checker.lengths(data.lengths, len(data.x), _time_steps(data))
-        return TensorSource(data.x, data.y, data.lengths, data.transform, device)
+        return TensorSource(x, data.y, data.lengths, data.transform, device, dtype)
     if isinstance(data, TensorDataset):
         tensors = data.tensors
         if len(tensors) not in (2, 3):
@@ -270,7 +443,7 @@ def as_source(
                 f"{name} as a TensorDataset must hold (X, y) or (X, lengths, y); "
                 f"got {len(tensors)} tensors"
             )
-        return _tuple_source(tensors, device, checker, labelled=True)
+        return _tuple_source(tensors, device, checker, True, dtype)
     if isinstance(data, Dataset):
         if not hasattr(data, "__len__"):
             raise TypeError(f"{name} must be a map-style Dataset with __len__; got {type(data).__name__}")
@@ -279,9 +452,9 @@ def as_source(
         checker.sequences(first.x)
         assert first.y is not None
         checker.labels(first.y, 1)
-        return DatasetSource(data)
+        return DatasetSource(data, dtype=dtype)
     raise TypeError(
-        f"{name} must be a (X, y) tuple of tensors, a Dataset or a DataLoader; got {type(data).__name__}"
+        f"{name} must be a (X, y) tuple of tensors or arrays, a Dataset or a DataLoader; got {type(data).__name__}"
     )
 
 
@@ -291,7 +464,7 @@ def _time_steps(data: TensorSequenceDataset) -> int:
 
 
 def _tuple_source(
-    data: Sequence[Any], device: torch.device, checker: _Checker, labelled: bool
+    data: Sequence[Any], device: torch.device, checker: _Checker, labelled: bool, dtype: torch.dtype | None
 ) -> TensorSource:
     sizes = (2, 3) if labelled else (1, 2)
     if len(data) not in sizes:
@@ -299,18 +472,36 @@ def _tuple_source(
         raise ValueError(f"{checker.name} must be {shapes}; got a tuple of {len(data)} items")
     x, lengths = data[0], (data[1] if len(data) == sizes[1] else None)
     y = data[-1] if labelled else None
+    if isinstance(x, np.ndarray) and x.dtype == object and x.ndim == 1:
+        x = list(x)  # a ragged array of sequences
     if isinstance(x, (list, tuple)):
         if lengths is not None:
             raise ValueError(f"{checker.name}: give lengths only with a padded X tensor, not a list")
-        x, lengths = pad_sequences(x)
+        checker.nonempty(len(x))
+        x, lengths = pad_sequences(x, dtype=dtype if _all_floating(x) else None)
+    x = _as_tensor(x, f"{checker.name} X")
     if not isinstance(x, Tensor):
-        raise TypeError(f"{checker.name}: X must be a torch.Tensor or a list of tensors; got {type(x).__name__}")
+        raise TypeError(
+            f"{checker.name}: X must be a torch.Tensor, a numpy array or a list of sequences; got {type(x).__name__}"
+        )
     checker.nonempty(len(x))
+    x = _to_dtype(x, dtype)  # the one conversion of this dataset (none when x already has dtype)
     checker.sequences(x)
     if y is not None:
+        y = _as_labels(y, f"{checker.name} labels y")
         checker.labels(y, len(x))
+    if isinstance(lengths, (list, tuple)):
+        lengths = np.asarray(lengths)
+    lengths = _as_tensor(lengths, f"{checker.name} lengths")
     checker.lengths(lengths, len(x), int(x.shape[1]))
     return TensorSource(x, y, lengths, None, device)
+
+
+def _all_floating(sequences: Sequence[Any]) -> bool:
+    return all(
+        (isinstance(s, Tensor) and s.is_floating_point()) or (isinstance(s, np.ndarray) and s.dtype.kind == "f")
+        for s in sequences
+    )
 
 
 @dataclass
@@ -327,16 +518,32 @@ class _Checker:
         what = f"{self.name} sequences" + (" (after the transform)" if transformed else "")
         features = "features" if self.input_size is None else str(self.input_size)
         if x.dim() != 3 or (self.input_size is not None and x.shape[-1] != self.input_size):
-            raise ValueError(f"{what} must have shape (batch, time, {features}); got {tuple(x.shape)}")
+            message = f"{what} must have shape (batch, time, {features}); got {tuple(x.shape)}"
+            if x.dim() == 2:
+                message += f"; {_UNIVARIATE_HINT}, giving {(*x.shape, 1)}"
+            elif x.dim() == 3 and self.input_size is not None and x.shape[1] == self.input_size:
+                message += f"; {_CHANNELS_FIRST_HINT}"
+            raise ValueError(message)
         if not x.is_floating_point():
-            raise TypeError(f"{what} must be floating point; got dtype {x.dtype}")
+            raise TypeError(
+                f"{what} must be floating point; got dtype {x.dtype} "
+                "(convert with x.float() or X.astype(numpy.float32))"
+            )
+        if x.shape[1] == 1 and x.shape[2] > 1:
+            logger.warning(
+                "%s have a single time step of %d features: if each is a univariate series of %d "
+                "time points, give it as (batch, %d, 1) (seqclf.data.channels_last turns (batch, 1, %d) into that)",
+                what, x.shape[2], x.shape[2], x.shape[2], x.shape[2],
+            )
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{what} must be finite; got {bad} NaN or Inf values")
 
     def labels(self, y: Any, size: int) -> None:
         if not isinstance(y, Tensor):
-            raise TypeError(f"{self.name} labels y must be a torch.Tensor; got {type(y).__name__}")
+            raise TypeError(
+                f"{self.name} labels y must be a tensor, numpy array or list of ints; got {type(y).__name__}"
+            )
         if y.shape != (size,):
             raise ValueError(f"{self.name} labels y must have shape ({size},); got {tuple(y.shape)}")
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
@@ -353,7 +560,9 @@ class _Checker:
         if lengths is None:
             return
         if not isinstance(lengths, Tensor):
-            raise TypeError(f"{self.name} lengths must be a torch.Tensor; got {type(lengths).__name__}")
+            raise TypeError(
+                f"{self.name} lengths must be a tensor, numpy array or list of ints; got {type(lengths).__name__}"
+            )
         if lengths.shape != (size,):
             raise ValueError(f"{self.name} lengths must have shape ({size},); got {tuple(lengths.shape)}")
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .normalization import Standardize
+
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
 
@@ -36,6 +38,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     readout: Readout = "last"
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
@@ -46,6 +49,8 @@ class ModelConfig:
             raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
         if not isinstance(self.bidirectional, bool):
             raise TypeError(f"bidirectional must be a bool; got {self.bidirectional!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))
@@ -90,6 +95,10 @@ class SequenceClassifier(nn.Module):
             last valid step; for a bidirectional model, the forward direction's last valid
             step and the backward direction's full pass), ``"mean"`` or ``"max"`` over
             valid steps.
+        normalize: standardise each input feature inside the model
+            (:class:`~seqclf.normalization.Standardize`, as ``model.normalize``), with
+            statistics that ``Trainer.fit`` fits on the training data and that are saved
+            with the weights, so prediction needs no separate preprocessing.
 
     Examples:
         >>> model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
@@ -107,6 +116,7 @@ class SequenceClassifier(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         readout: Readout = "last",
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.config = ModelConfig(
@@ -118,7 +128,10 @@ class SequenceClassifier(nn.Module):
             bidirectional=bidirectional,
             dropout=float(dropout),
             readout=readout,
+            normalize=normalize,
         )
+        # None when off: the tutorial's model keeps exactly its state_dict
+        self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.rnn = _CELLS[cell](
             input_size=input_size,
             hidden_size=hidden_size,
@@ -170,6 +183,8 @@ class SequenceClassifier(nn.Module):
         """The sequence encoding ``(batch, num_features)`` chosen by ``readout``."""
         self._check_input(x)
         lengths_cpu = None if lengths is None else self._check_lengths(lengths, x)
+        if self.normalize is not None:
+            x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
         if lengths_cpu is not None and bool((lengths_cpu == x.shape[1]).all()):
             lengths_cpu = None  # nothing is padded: the dense kernel is faster and equal
         if lengths_cpu is None:
@@ -239,4 +254,5 @@ class SequenceClassifier(nn.Module):
             f"cell={c.cell!r}, readout={c.readout!r}, input_size={c.input_size}, "
             f"hidden_size={c.hidden_size}, num_layers={c.num_layers}, "
             f"bidirectional={c.bidirectional}, num_classes={c.num_classes}"
+            + (", normalize=True" if c.normalize else "")
         )

@@ -16,8 +16,9 @@ from . import distributed
 from ._interrupt import DeferredInterrupt
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint, restore_checkpoint
-from .data import Batch, DatasetSource, LoaderSource, TensorSource, as_source, epoch_plan
+from .data import Batch, DatasetSource, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
 from .history import History, Record
+from .normalization import fit_standardizers
 from .progress import default_callbacks
 
 logger = logging.getLogger(__name__)
@@ -199,8 +200,9 @@ class Trainer:
         """Train for ``epochs`` epochs (those not done yet) and return the history.
 
         ``train_data`` and ``eval_data`` may be a ``(X, y)`` or ``(X, lengths, y)``
-        tuple of tensors, a ``Dataset`` of ``(sequence, label)`` or
-        ``(sequence, length, label)`` items, or a ``DataLoader``; see
+        tuple of tensors or numpy arrays (any float dtype, any integer labels), a
+        ``Dataset`` of ``(sequence, label)`` or ``(sequence, length, label)`` items, or a
+        ``DataLoader``; see
         :func:`seqclf.data.as_source`. Everything, including the checkpoint named by
         ``resume_from``, is checked before the first step.
 
@@ -224,6 +226,8 @@ class Trainer:
             distributed.require_distributed_sampler(train.loader, name="train_data")
         if resume_from is not None:
             restore_checkpoint(self, load_checkpoint(resume_from))
+        else:  # a fresh run: fit the model's input standardisation (if it has an unfitted one) on train_data
+            fit_standardizers(self.model, train)
         self._start_run()
         self._emit("on_fit_start")
         with self._interrupt:
@@ -420,7 +424,7 @@ class Trainer:
     def predict(self, data: Any, lengths: Tensor | None = None) -> Tensor:
         """Class indices ``(N,)`` (int64, on the CPU) for the sequences in ``data``.
 
-        ``data`` is a tensor ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
+        ``data`` is a tensor or array ``X`` ``(N, T, F)`` (with optional ``lengths`` ``(N,)``), a
         list of ``(T_i, F)`` sequences, or anything ``fit`` accepts (its labels are then
         ignored). Each process predicts all of ``data`` by itself (no communication between
         processes).
@@ -432,7 +436,7 @@ class Trainer:
         return torch.cat([logits.softmax(dim=1).cpu() for _, logits in self._infer_any(data, lengths)])
 
     def _infer_any(self, data: Any, lengths: Tensor | None) -> Iterator[tuple[Batch, Tensor]]:
-        if isinstance(data, Tensor) or (isinstance(data, list) and all(isinstance(s, Tensor) for s in data)):
+        if _is_x(data):  # a tensor or array X, or a list of sequences
             source = self.as_source((data,) if lengths is None else (data, lengths), labelled=False)
         elif lengths is not None:
             raise TypeError(f"lengths may be given only with a tensor X; got data of type {type(data).__name__}")
@@ -469,6 +473,7 @@ class Trainer:
             num_classes=getattr(config, "num_classes", None),
             labelled=labelled,
             name=name,
+            dtype=next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None),
         )
 
     def _emit(self, event: str, *args: Any) -> None:
