@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .model import Readout, SequenceClassifier
+from .normalization import Standardize
 
 Norm = Literal["batch", "layer"]
 Layout = Literal["parallel", "serial"]
@@ -52,6 +53,7 @@ class LSTMFCNConfig:
     layout: Layout = "parallel"
     readout: Readout = "last"
     dropout: float = 0.2
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "num_classes", "hidden_size"):
@@ -76,6 +78,8 @@ class LSTMFCNConfig:
             raise ValueError(f"layout must be one of {get_args(Layout)}; got {self.layout!r}")
         if self.readout not in get_args(Readout):
             raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))
@@ -176,6 +180,10 @@ class LSTMFCN(nn.Module):
             or ``"serial"`` (the LSTM reads the convolutions' output).
         readout: how the LSTM's hidden states become one vector (see ``SequenceClassifier``).
         dropout: dropout on the encoding before the head.
+        normalize: standardise each input feature inside the model
+            (:class:`~seqclf.normalization.Standardize`, as ``model.normalize``), with
+            statistics that ``Trainer.fit`` fits on the training data and that are saved
+            with the weights.
 
     Examples:
         >>> model = LSTMFCN(input_size=1, num_classes=3)
@@ -194,6 +202,7 @@ class LSTMFCN(nn.Module):
         layout: Layout = "parallel",
         readout: Readout = "last",
         dropout: float = 0.2,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.config = LSTMFCNConfig(
@@ -206,8 +215,10 @@ class LSTMFCN(nn.Module):
             layout=layout,
             readout=readout,
             dropout=float(dropout),
+            normalize=normalize,
         )
         c = self.config
+        self.normalize: Standardize | None = Standardize(c.input_size) if c.normalize else None
         channels = (c.input_size, *c.filters)
         self.blocks = nn.ModuleList(
             _ConvBlock(channels[i], channels[i + 1], k, c.norm) for i, k in enumerate(c.kernel_sizes)
@@ -277,6 +288,8 @@ class LSTMFCN(nn.Module):
         if lengths is not None:
             valid_steps = lengths[:, None].to(x.dtype)  # (B, 1)
             mask = (torch.arange(x.shape[1], device=x.device) < lengths[:, None]).unsqueeze(1)  # (B, 1, T)
+        if self.normalize is not None:
+            x = self.normalize(x, lengths)  # (B, T, F)
         h = x.transpose(1, 2)  # (B, F, T)
         for block in self.blocks:
             h = block(h, mask)  # (B, C_i, T)
@@ -294,4 +307,5 @@ class LSTMFCN(nn.Module):
         return (
             f"layout={c.layout!r}, norm={c.norm!r}, input_size={c.input_size}, filters={c.filters}, "
             f"kernel_sizes={c.kernel_sizes}, hidden_size={c.hidden_size}, num_classes={c.num_classes}"
+            + (", normalize=True" if c.normalize else "")
         )
