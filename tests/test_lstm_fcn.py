@@ -148,3 +148,18 @@ def test_trains_with_trainer_and_rebuilds_from_its_checkpoint(tmp_path: Path, on
     torch.testing.assert_close(rebuilt(x, lengths), model.eval()(x, lengths), atol=0, rtol=0)
     with pytest.raises(CheckpointError, match="config is invalid"):
         SequenceClassifier.from_checkpoint(path)
+
+
+def test_normalize_is_fitted_by_the_trainer_and_keeps_padding_invariance() -> None:
+    x, y = make_sequences(32, time=7)
+    x = x * 5.0 + 3.0
+    model = LSTMFCN(3, 2, normalize=True, **SMALL)
+    assert model.normalize is not None and not model.normalize.is_fitted
+    Trainer(model, epochs=1, batch_size=16, seed=0, device="cpu", progress=False).fit((x, y))
+    assert model.normalize.is_fitted
+    torch.testing.assert_close(model.normalize.mean, x.reshape(-1, 3).mean(0), atol=1e-4, rtol=0)
+    model.eval()
+    sequences, padded = ragged([7, 2, 5])
+    batched = model(padded, torch.tensor([7, 2, 5]))
+    torch.testing.assert_close(batched, torch.cat([model(seq[None]) for seq in sequences]), atol=1e-5, rtol=0)
+    assert "normalize.mean" in model.state_dict() and LSTMFCN(3, 2, **SMALL).normalize is None
