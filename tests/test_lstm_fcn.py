@@ -163,3 +163,14 @@ def test_normalize_is_fitted_by_the_trainer_and_keeps_padding_invariance() -> No
     batched = model(padded, torch.tensor([7, 2, 5]))
     torch.testing.assert_close(batched, torch.cat([model(seq[None]) for seq in sequences]), atol=1e-5, rtol=0)
     assert "normalize.mean" in model.state_dict() and LSTMFCN(3, 2, **SMALL).normalize is None
+
+
+def test_save_and_load_one_safetensors_file(tmp_path: Path) -> None:
+    model = LSTMFCN(3, 2, normalize=True, **SMALL).eval()
+    x = torch.randn(4, 6, 3)
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = LSTMFCN.load(path)
+    assert loaded.config == model.config and not loaded.training
+    lengths = torch.tensor([6, 2, 5, 1])
+    torch.testing.assert_close(loaded(x, lengths), model(x, lengths), atol=0, rtol=0)

@@ -149,6 +149,92 @@ def test_forward_validation(x: object, lengths: object, error: type[Exception], 
         model(x, lengths)  # type: ignore[arg-type]
 
 
+# ------------------------------------------------------------------ dense padded path
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_padded_backward_reads_each_sequence_reversed_within_its_length(cell: str) -> None:
+    model = SequenceClassifier(2, 4, 2, num_layers=2, cell=cell, bidirectional=True, readout="mean").eval()  # type: ignore[arg-type]
+    seq = torch.randn(1, 3, 2)
+    padded = torch.cat([seq, torch.full((1, 4, 2), -3.0)], dim=1)  # (1, 7, 2), junk after step 3
+    out, _ = model.rnn(seq)  # (1, 3, 8): nn's own bidirectional run of the sequence alone
+    torch.testing.assert_close(model.forward_features(padded, torch.tensor([3])), out.mean(dim=1), atol=1e-6, rtol=0)
+
+
+def test_padded_path_has_no_packing_and_keeps_the_tutorial_state_dict_keys() -> None:
+    model = SequenceClassifier(28, 64, 10)
+    assert sorted(model.state_dict()) == ["head.bias", "head.weight", "rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0", "rnn.weight_ih_l0"]
+    bidirectional = SequenceClassifier(3, 4, 2, bidirectional=True)
+    assert "rnn.weight_ih_l0_reverse" in bidirectional.state_dict()
+
+
+def test_padded_gradients_equal_per_sequence_gradients() -> None:
+    model = SequenceClassifier(3, 5, 2, num_layers=2, cell="gru", bidirectional=True, readout="max")
+    lengths = torch.tensor([4, 1, 6])
+    sequences = [torch.randn(int(n), 3) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=4.0)
+    model(padded, lengths).sum().backward()
+    batched = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    sum(model(seq[None]).sum() for seq in sequences).backward()  # type: ignore[union-attr]
+    for got, expected in zip(batched, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ streaming
+@pytest.mark.parametrize(
+    ("cell", "readout", "num_layers"),
+    list(itertools.product(["lstm", "gru", "rnn"], ["last", "mean", "max"], [1, 2])),
+)
+def test_step_logits_equal_prefix_logits(cell: str, readout: str, num_layers: int) -> None:
+    model = SequenceClassifier(3, 5, 4, num_layers=num_layers, cell=cell, readout=readout, dropout=0.3).eval()  # type: ignore[arg-type]
+    x = torch.randn(2, 6, 3)
+    state = model.initial_state(batch_size=2)
+    assert state.steps == 0 and state.hidden.shape == (num_layers, 2, 5)
+    assert (state.cell is not None) == (cell == "lstm")
+    assert (state.summary is None) == (readout == "last")
+    for t in range(6):
+        logits, state = model.step(x[:, t], state)
+        torch.testing.assert_close(logits, model(x[:, : t + 1]), atol=1e-5, rtol=0)
+    assert state.steps == 6
+
+
+def test_streaming_refuses_a_bidirectional_model() -> None:
+    model = SequenceClassifier(3, 4, 2, bidirectional=True)
+    with pytest.raises(ValueError, match=r"streaming needs a one-direction model.*got bidirectional=True"):
+        model.initial_state(1)
+    state = SequenceClassifier(3, 4, 2).initial_state(1)
+    with pytest.raises(ValueError, match="one-direction"):
+        model.step(torch.randn(1, 3), state)
+
+
+@pytest.mark.parametrize(
+    ("x_t", "state", "error", "message"),
+    [
+        (torch.randn(2, 3), "state", TypeError, "state must be a StreamState from initial_state"),
+        (torch.randn(3, 3), None, ValueError, r"x_t must have shape \(batch, input_size\) = \(2, 3\).*got \(3, 3\)"),
+        (torch.randn(2, 1, 3), None, ValueError, r"got \(2, 1, 3\)"),
+        (torch.ones(2, 3, dtype=torch.int64), None, TypeError, "x_t must be a floating-point tensor"),
+        ([[0.0]], None, TypeError, "x_t must be a torch.Tensor; got list"),
+    ],
+)
+def test_step_validation(x_t: object, state: object, error: type[Exception], message: str) -> None:
+    model = SequenceClassifier(3, 4, 2)
+    with pytest.raises(error, match=message):
+        model.step(x_t, model.initial_state(2) if state is None else state)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size must be a positive int; got 0"):
+        model.initial_state(0)
+
+
+def test_step_applies_the_models_input_normalisation() -> None:
+    model = SequenceClassifier(3, 5, 2, readout="mean", normalize=True).eval()
+    assert model.normalize is not None
+    model.normalize.set_statistics(torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 0.5, 3.0]))
+    x = torch.randn(2, 4, 3)
+    state = model.initial_state(2)
+    for t in range(4):
+        logits, state = model.step(x[:, t], state)
+    torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
+
+
 def test_normalize_is_off_by_default_and_leaves_the_tutorial_model_unchanged() -> None:
     plain = SequenceClassifier(28, 64, 10)
     assert plain.normalize is None and plain.config.normalize is False

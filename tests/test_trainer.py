@@ -330,6 +330,46 @@ def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    from seqclf.data import LengthBucketing
+
+    def run(directory: Path) -> tuple[seqclf.Trainer, tuple[list[torch.Tensor], torch.Tensor]]:
+        seqclf.seed_everything(0)
+        generator = torch.Generator().manual_seed(1)
+        sequences = [torch.randn(int(n), 3, generator=generator) for n in torch.randint(1, 12, (40,), generator=generator)]
+        labels = torch.randint(0, 2, (40,), generator=generator)
+        model = seqclf.SequenceClassifier(3, 8, 2)
+        trainer = seqclf.Trainer(model, epochs=2, batch_size=4, seed=3, progress=False,
+                                 batching=LengthBucketing(pool=3), callbacks=[seqclf.Checkpoint(directory, every_n_steps=7)])
+        return trainer, (sequences, labels)
+
+    reference, data = run(tmp_path / "reference")
+    reference.fit(data)
+    resumed, data = run(tmp_path / "resumed")
+    resumed.fit(data, resume_from=tmp_path / "reference" / "step-00000014.pt")  # mid-epoch 1
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+    with pytest.raises(TypeError, match="batching must be a LengthBucketing or None; got int"):
+        seqclf.Trainer(seqclf.SequenceClassifier(3, 8, 2), batching=1)  # type: ignore[arg-type]
+
+
+def test_length_bucketing_says_when_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
+    from seqclf.data import LengthBucketing
+
+    class Items(Dataset[tuple[torch.Tensor, int]]):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+            return torch.randn(index + 1, 3), index % 2
+
+    trainer = Trainer(SequenceClassifier(3, 4, 2), epochs=1, batch_size=4, seed=0, progress=False, batching=LengthBucketing())
+    with caplog.at_level("WARNING", logger="seqclf.trainer"):
+        trainer.fit(Items())
+    assert "applies to in-memory tensor data only; DatasetSource batches are shuffled as usual" in caplog.text
+
+
 def test_numpy_float64_int32_labels_and_float64_models_train_and_predict(one_thread: None) -> None:
     import numpy as np
 

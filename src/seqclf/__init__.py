@@ -4,8 +4,10 @@ from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
+from . import export as export
 from . import normalization as normalization
 from . import recipes as recipes
+from . import serialization as serialization
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
 from .callbacks import Checkpoint as Checkpoint
@@ -18,6 +20,7 @@ from .lstm_fcn import LSTMFCN as LSTMFCN
 from .lstm_fcn import LSTMFCNConfig as LSTMFCNConfig
 from .model import ModelConfig as ModelConfig
 from .model import SequenceClassifier as SequenceClassifier
+from .model import StreamState as StreamState
 from .seeding import seed_everything as seed_everything
 from .trainer import DivergenceError as DivergenceError
 from .trainer import Trainer as Trainer
@@ -34,6 +37,7 @@ __all__ = [
     "LSTMFCNConfig",
     "ModelConfig",
     "SequenceClassifier",
+    "StreamState",
     "TensorSequenceDataset",
     "TrainState",
     "Trainer",
@@ -42,10 +46,12 @@ __all__ = [
     "checkpoint",
     "datasets",
     "distributed",
+    "export",
     "image_rows_as_sequence",
     "latest_checkpoint",
     "normalization",
     "pad_sequences",
     "recipes",
     "seed_everything",
+    "serialization",
 ]

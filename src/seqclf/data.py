@@ -263,8 +263,9 @@ def collate_sequences(items: Sequence[Sequence[Any]]) -> Batch:
     sequences = [torch.as_tensor(item[0]) for item in items]
     labels = torch.as_tensor([int(item[-1]) for item in items], dtype=torch.int64)
     if len(first) == 3:
-        lengths: Tensor | None = torch.as_tensor([int(item[1]) for item in items], dtype=torch.int64)
+        given = torch.as_tensor([int(item[1]) for item in items], dtype=torch.int64)
         x = pad_sequences(sequences)[0] if _ragged(sequences) else torch.stack(sequences)
+        x, lengths = x[:, : int(given.max())], given  # trimmed to the longest sequence (host tensors: no sync)
     elif _ragged(sequences):
         x, lengths = pad_sequences(sequences)
     else:
@@ -305,6 +306,8 @@ class TensorSource:
         self.x = x.to(device)
         self.y = None if y is None else y.to(device, torch.int64)
         self.lengths = None if lengths is None else lengths.to(device, torch.int64)
+        self.lengths_cpu = None if lengths is None else lengths.to("cpu", torch.int64)
+        """The lengths on the host: batches are planned and trimmed without a device sync."""
         self.transform = transform
         self.dtype = dtype
 
@@ -316,11 +319,15 @@ class TensorSource:
             return
         # the whole plan moves to the device at once, not one small copy per batch
         flat = torch.cat(list(plan)).to(self.x.device, non_blocking=True)
-        for indices in torch.split(flat, [len(indices) for indices in plan]):
+        for host_indices, indices in zip(plan, torch.split(flat, [len(indices) for indices in plan]), strict=True):
+            # each batch is trimmed to its longest sequence: the padding after it cannot change a result
+            longest = None if self.lengths_cpu is None else int(self.lengths_cpu[host_indices].max())
+            whole = self.x if longest is None or self.transform is not None else self.x[:, :longest]
             # index_select on dim 0 is several times faster than x[indices] for small batches
-            x = self.x.index_select(0, indices)
+            x = whole.index_select(0, indices)
             if self.transform is not None:
                 x = _to_dtype(self.transform(x), self.dtype)  # (B, T, F)
+                x = x if longest is None else x[:, :longest]
             yield Batch(
                 x,
                 None if self.lengths is None else self.lengths.index_select(0, indices),
@@ -600,6 +607,87 @@ def epoch_plan(
     plan = []
     for start in range(0, size, step):
         chunk = order[start : start + step]
+        part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
+        if len(part) > 0:
+            plan.append(part)
+    return plan
+
+
+@dataclass(frozen=True)
+class LengthBucketing:
+    """Batch training sequences of similar lengths together, for speed on variable-length data.
+
+    Give it to the trainer as ``Trainer(..., batching=LengthBucketing())``. Each epoch the
+    sequences are shuffled by ``(seed, epoch)`` as in :func:`epoch_plan`; each run of
+    ``pool`` consecutive batches is then sorted by length and cut into batches, and the
+    batches are shuffled. Every batch is trimmed to its own longest sequence, so a batch of
+    short sequences costs little. The plan is a pure function of ``(seed, epoch, lengths)``,
+    so a resumed run replays it exactly.
+
+    It applies to in-memory training data with lengths (tensors, or a list of sequences);
+    equal-length data has nothing to bucket.
+
+    Args:
+        pool: batches sorted together; larger pools give tighter buckets and less random
+            batches.
+    """
+
+    pool: int = 50
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
+            raise ValueError(f"pool must be a positive int; got {self.pool!r}")
+
+    def plan(
+        self,
+        lengths: Tensor,
+        batch_size: int,
+        *,
+        seed: int | None,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> list[Tensor]:
+        """The index batches of one epoch; see :func:`bucketed_epoch_plan`."""
+        return bucketed_epoch_plan(
+            lengths, batch_size, pool=self.pool, seed=seed, epoch=epoch, rank=rank, world_size=world_size
+        )
+
+
+def bucketed_epoch_plan(
+    lengths: Tensor,
+    batch_size: int,
+    *,
+    pool: int = 50,
+    seed: int | None,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[Tensor]:
+    """Index batches of sequences of similar ``lengths`` ``(N,)``, shuffled by ``(seed, epoch)``.
+
+    Like :func:`epoch_plan` (each index once per epoch, global batches of
+    ``batch_size * world_size`` split into disjoint per-rank parts), but each pool of
+    ``pool`` global batches is sorted by length before it is cut, and the order of the full
+    batches is shuffled (a last, smaller batch stays last). With ``seed=None`` nothing is
+    shuffled.
+    """
+    lengths = lengths.to("cpu", torch.int64)
+    size = len(lengths)
+    generator = None if seed is None else torch.Generator().manual_seed(seed + epoch * 1_000_003)
+    order = torch.arange(size) if generator is None else torch.randperm(size, generator=generator)
+    step = batch_size * world_size
+    batches: list[Tensor] = []
+    for start in range(0, size, step * pool):
+        chunk = order[start : start + step * pool]
+        by_length = torch.sort(lengths[chunk], descending=True, stable=True).indices
+        batches.extend(torch.split(chunk[by_length], step))
+    full = [batch for batch in batches if len(batch) == step]
+    partial = [batch for batch in batches if len(batch) < step]
+    if generator is not None:
+        full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    plan = []
+    for chunk in full + partial:
         part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
         if len(part) > 0:
             plan.append(part)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from .model import Readout, SequenceClassifier
 from .normalization import Standardize
+from .serialization import SerializableModel
 
 Norm = Literal["batch", "layer"]
 Layout = Literal["parallel", "serial"]
@@ -161,12 +162,13 @@ class _ConvBlock(nn.Module):
         return F.relu(self.norm(h, mask))  # (B, C_out, T)
 
 
-class LSTMFCN(nn.Module):
+class LSTMFCN(nn.Module, SerializableModel):
     """LSTM-FCN time-series classifier; returns logits.
 
     ``forward(x, lengths=None)`` takes ``x`` of shape ``(batch, time, input_size)`` and
     optional ``lengths`` ``(batch,)``, the valid steps of each padded sequence, like
     :class:`~seqclf.SequenceClassifier`. Padding never changes a result.
+    ``model.save(path)`` and ``LSTMFCN.load(path)`` write and read one safetensors file.
 
     Args:
         input_size: features (channels) per time step.
@@ -190,6 +192,9 @@ class LSTMFCN(nn.Module):
         >>> model(torch.zeros(4, 50, 1)).shape
         torch.Size([4, 3])
     """
+
+    config_class: ClassVar[type[LSTMFCNConfig]] = LSTMFCNConfig
+    config: LSTMFCNConfig
 
     def __init__(
         self,

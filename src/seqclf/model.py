@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .normalization import Standardize
+from .serialization import SerializableModel
 
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
@@ -72,7 +72,25 @@ class ModelConfig:
         return cls(**data)
 
 
-class SequenceClassifier(nn.Module):
+@dataclass(frozen=True)
+class StreamState:
+    """What :meth:`SequenceClassifier.step` carries from one time step to the next.
+
+    Attributes:
+        hidden: ``(num_layers, batch, hidden_size)`` hidden state of each layer.
+        cell: ``(num_layers, batch, hidden_size)`` LSTM cell state; None for GRU and RNN.
+        steps: time steps read so far.
+        summary: ``(batch, hidden_size)`` running sum (``readout="mean"``) or maximum
+            (``readout="max"``) of the last layer's outputs; None for ``readout="last"``.
+    """
+
+    hidden: Tensor
+    cell: Tensor | None
+    steps: int
+    summary: Tensor | None
+
+
+class SequenceClassifier(nn.Module, SerializableModel):
     """Classify sequences with a recurrent network; returns logits.
 
     ``forward(x, lengths=None)`` takes ``x`` of shape ``(batch, time, input_size)`` and
@@ -105,6 +123,9 @@ class SequenceClassifier(nn.Module):
         >>> model(torch.zeros(4, 28, 28)).shape
         torch.Size([4, 10])
     """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    config: ModelConfig
 
     def __init__(
         self,
@@ -180,32 +201,74 @@ class SequenceClassifier(nn.Module):
         return logits
 
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """The sequence encoding ``(batch, num_features)`` chosen by ``readout``."""
+        """The sequence encoding ``(batch, num_features)`` chosen by ``readout``.
+
+        Padded batches run densely: in one direction a step's output never depends on the
+        padding after it, so the recurrent layers run over the whole padded batch and the
+        readout gathers and masks by ``lengths``. The backward direction of a bidirectional
+        model reads each sequence reversed within its own length, layer by layer. Nothing
+        here branches on the values of ``lengths`` (no host sync; traced and exported
+        programs stay correct for any lengths).
+        """
         self._check_input(x)
-        lengths_cpu = None if lengths is None else self._check_lengths(lengths, x)
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, x)
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
-        if lengths_cpu is not None and bool((lengths_cpu == x.shape[1]).all()):
-            lengths_cpu = None  # nothing is padded: the dense kernel is faster and equal
-        if lengths_cpu is None:
+        if lengths is None:
             out, _ = self.rnn(x)  # (B, T, D*H)
-            return self._readout_dense(out)
-        packed = pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)
-        packed_out, state = self.rnn(packed)
+            return self._readout_full(out)
+        out = self._encode_padded(x, lengths)  # (B, T, D*H), junk after each length
+        return self._readout_padded(out, lengths)
+
+    def _encode_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
+        if not self.config.bidirectional:
+            out: Tensor = self.rnn(x)[0]  # causal: outputs before each length never see the padding
+            return out  # (B, T, H)
+        reverse = _reverse_within_lengths(lengths, x.shape[1])  # (B, T)
+        layer_input = x
+        for layer in range(self.config.num_layers):
+            if layer > 0:
+                layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
+            forward = self._run_direction(layer_input, layer, "")  # (B, T, H)
+            backward = self._run_direction(_gather_time(layer_input, reverse), layer, "_reverse")  # reversed time
+            layer_input = torch.cat([forward, _gather_time(backward, reverse)], dim=2)  # (B, T, 2H)
+        return layer_input
+
+    def _layer_weights(self, layer: int, suffix: str) -> list[Tensor]:
+        """``weight_ih, weight_hh, bias_ih, bias_hh`` of one layer and direction (``suffix`` "" or "_reverse")."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
+
+    def _run_direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
+        """One direction of one layer of ``self.rnn``, run forwards over ``x`` ``(B, T, F)``."""
+        params = self._layer_weights(layer, suffix)
+        h0 = x.new_zeros((1, x.shape[0], self.config.hidden_size))  # (1, B, H)
+        # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
+        if self.config.cell == "lstm":
+            out: Tensor = torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
+        elif self.config.cell == "gru":
+            out = torch.gru(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
+        else:
+            out = torch.rnn_tanh(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
+        return out  # (B, T, H)
+
+    def _readout_padded(self, out: Tensor, lengths: Tensor) -> Tensor:
         if self.config.readout == "last":
-            h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H), batch order restored
-            directions = 2 if self.config.bidirectional else 1
-            last_layer: Tensor = h_n[-directions:]  # (D, B, H): forward at its last valid step, backward at t=0
-            return last_layer.transpose(0, 1).reshape(x.shape[0], self.num_features)  # (B, D*H)
-        out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])  # (B, T, D*H)
-        valid = torch.arange(x.shape[1], device=x.device) < lengths_cpu.to(x.device)[:, None]  # (B, T)
-        valid = valid.unsqueeze(-1)  # (B, T, 1)
+            index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])  # (B, 1, D*H)
+            last = out.gather(1, index).squeeze(1)  # (B, D*H)
+            if self.config.bidirectional:
+                hidden = self.config.hidden_size
+                # the backward direction has read the whole sequence when it reaches t=0
+                return torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=1)  # (B, 2H)
+            return last
+        valid = (_positions(out) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
         if self.config.readout == "mean":
             total = out.masked_fill(~valid, 0.0).sum(dim=1)  # (B, D*H)
-            return total / lengths_cpu.to(device=x.device, dtype=out.dtype)[:, None]
+            return total / lengths[:, None].to(out.dtype)
         return out.masked_fill(~valid, float("-inf")).amax(dim=1)  # (B, D*H)
 
-    def _readout_dense(self, out: Tensor) -> Tensor:
+    def _readout_full(self, out: Tensor) -> Tensor:
         if self.config.readout == "mean":
             return out.mean(dim=1)  # (B, D*H)
         if self.config.readout == "max":
@@ -219,6 +282,8 @@ class SequenceClassifier(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if _jit_tracing():
+            return  # sizes are traced values here: comparing them would bake this example's sizes into the trace
         if x.dim() != 3 or x.shape[-1] != self.config.input_size:
             raise ValueError(
                 f"x must have shape (batch, time, {self.config.input_size}); got {tuple(x.shape)}"
@@ -230,23 +295,125 @@ class SequenceClassifier(nn.Module):
 
     @staticmethod
     def _check_lengths(lengths: Tensor, x: Tensor) -> Tensor:
+        """``lengths`` as int64 on ``x``'s device, its type and shape checked.
+
+        The values are checked eagerly on the CPU (with the values found), and without a
+        host sync elsewhere (an asynchronous device assert); traced, compiled and exported
+        programs skip the value check (:func:`seqclf.data.as_source` checks a whole dataset
+        once).
+        """
         if not isinstance(lengths, Tensor):
             raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
-        if lengths.shape != (x.shape[0],):
+        if not _jit_tracing() and lengths.shape != (x.shape[0],):
             raise ValueError(
                 f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}"
             )
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"lengths must be an integer tensor; got dtype {lengths.dtype}")
-        lengths_cpu = lengths.to("cpu", torch.int64)
-        if x.shape[0] > 0:
-            low, high = int(lengths_cpu.min()), int(lengths_cpu.max())
-            if low < 1 or high > x.shape[1]:
+        lengths = lengths.to(device=x.device, dtype=torch.int64)
+        if _tracing() or x.shape[0] == 0:
+            return lengths
+        time_steps = x.shape[1]
+        if lengths.device.type == "cpu":
+            low, high = int(lengths.min()), int(lengths.max())
+            if low < 1 or high > time_steps:
                 raise ValueError(
-                    f"lengths must lie in [1, {x.shape[1]}] (the time dimension of x); "
+                    f"lengths must lie in [1, {time_steps}] (the time dimension of x); "
                     f"got values from {low} to {high}"
                 )
-        return lengths_cpu
+        else:
+            valid = ((lengths >= 1) & (lengths <= time_steps)).all()
+            torch._assert_async(valid, f"lengths must lie in [1, {time_steps}] (the time dimension of x)")
+        return lengths
+
+    # ------------------------------------------------------------ streaming
+    def initial_state(self, batch_size: int) -> StreamState:
+        """The state before the first step of :meth:`step`, for ``batch_size`` streams.
+
+        Raises:
+            ValueError: the model is bidirectional (its backward direction starts at the
+                end of each sequence, which a stream has not reached).
+        """
+        self._require_one_direction()
+        _check_positive_int("batch_size", batch_size)
+        weight = self.head.weight
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
+        zeros = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
+        summary: Tensor | None = None
+        if self.config.readout == "mean":
+            summary = zeros.new_zeros((batch_size, self.config.hidden_size))  # (B, H)
+        elif self.config.readout == "max":
+            summary = zeros.new_full((batch_size, self.config.hidden_size), float("-inf"))  # (B, H)
+        return StreamState(zeros, zeros.clone() if self.config.cell == "lstm" else None, 0, summary)
+
+    def step(self, x_t: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
+        """Read one time step ``x_t`` ``(batch, input_size)``; return the logits so far and the new state.
+
+        After ``t + 1`` steps the logits equal ``model(x[:, : t + 1])`` (in eval mode).
+
+        Example:
+            >>> model = SequenceClassifier(3, 8, 2).eval()
+            >>> state = model.initial_state(batch_size=1)
+            >>> for x_t in torch.randn(5, 1, 3):
+            ...     logits, state = model.step(x_t, state)
+            >>> logits.shape
+            torch.Size([1, 2])
+        """
+        self._require_one_direction()
+        if not isinstance(state, StreamState):
+            raise TypeError(f"state must be a StreamState from initial_state(); got {type(state).__name__}")
+        batch = state.hidden.shape[1]
+        if not isinstance(x_t, Tensor):
+            raise TypeError(f"x_t must be a torch.Tensor; got {type(x_t).__name__}")
+        if x_t.shape != (batch, self.config.input_size):
+            raise ValueError(
+                f"x_t must have shape (batch, input_size) = ({batch}, {self.config.input_size}) "
+                f"(the state's batch size); got {tuple(x_t.shape)}"
+            )
+        if not x_t.is_floating_point():
+            raise TypeError(f"x_t must be a floating-point tensor; got dtype {x_t.dtype}")
+        if self.normalize is not None:
+            x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
+        out, hidden, cell = self._step_layers(x_t, state)  # out (B, H)
+        steps = state.steps + 1
+        summary = state.summary
+        if self.config.readout == "mean":
+            assert summary is not None
+            summary = summary + out
+            features = summary / steps
+        elif self.config.readout == "max":
+            assert summary is not None
+            summary = torch.maximum(summary, out)
+            features = summary
+        else:
+            features = out
+        return self.forward_head(features), StreamState(hidden, cell, steps, summary)
+
+    def _step_layers(self, x_t: Tensor, state: StreamState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One step through every layer with the cell kernels (far less overhead than ``self.rnn`` per step)."""
+        layer_input = x_t  # (B, F)
+        hiddens, cells = [], []
+        for layer in range(self.config.num_layers):
+            if layer > 0:
+                layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
+            weights = self._layer_weights(layer, "")
+            if state.cell is not None:
+                h, c = torch.lstm_cell(layer_input, (state.hidden[layer], state.cell[layer]), *weights)
+                cells.append(c)
+            elif self.config.cell == "gru":
+                h = torch.gru_cell(layer_input, state.hidden[layer], *weights)
+            else:
+                h = torch.rnn_tanh_cell(layer_input, state.hidden[layer], *weights)
+            hiddens.append(h)
+            layer_input = h  # (B, H)
+        return layer_input, torch.stack(hiddens), torch.stack(cells) if cells else None
+
+    def _require_one_direction(self) -> None:
+        if self.config.bidirectional:
+            raise ValueError(
+                "streaming needs a one-direction model: a bidirectional model reads each sequence backwards "
+                "from its end, which a stream has not reached; got bidirectional=True"
+            )
 
     def extra_repr(self) -> str:
         c = self.config
@@ -256,3 +423,38 @@ class SequenceClassifier(nn.Module):
             f"bidirectional={c.bidirectional}, num_classes={c.num_classes}"
             + (", normalize=True" if c.normalize else "")
         )
+
+
+def _jit_tracing() -> bool:
+    """True while torch.jit.trace (or the TorchScript-based ONNX exporter) records the model."""
+    return bool(torch.jit.is_tracing())  # type: ignore[attr-defined,no-untyped-call]
+
+
+def _tracing() -> bool:
+    """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
+    return bool(
+        _jit_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def _positions(x: Tensor) -> Tensor:
+    """Time indices ``0..T-1`` of ``x`` ``(B, T, ...)``, as a ``(1, T)`` tensor."""
+    return torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
+
+
+def _reverse_within_lengths(lengths: Tensor, time_steps: int) -> Tensor:
+    """Index ``(B, T)`` that reverses each sequence within its length and keeps the padding after it.
+
+    It is its own inverse, so the same gather also puts reversed outputs back in order.
+    """
+    t = torch.arange(time_steps, device=lengths.device)[None, :]  # (1, T)
+    n = lengths[:, None]  # (B, 1)
+    return torch.where(t < n, n - 1 - t, t)  # (B, T)
+
+
+def _gather_time(x: Tensor, index: Tensor) -> Tensor:
+    """``x[b, index[b, t]]`` for ``x`` ``(B, T, F)`` and ``index`` ``(B, T)``."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # (B, T, F)

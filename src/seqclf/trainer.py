@@ -16,7 +16,7 @@ from . import distributed
 from ._interrupt import DeferredInterrupt
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint, restore_checkpoint
-from .data import Batch, DatasetSource, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
+from .data import Batch, DatasetSource, LengthBucketing, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
 from .history import History, Record
 from .normalization import fit_standardizers
 from .progress import default_callbacks
@@ -113,6 +113,9 @@ class Trainer:
             ``None`` shows it when stderr is a terminal and this is the main process,
             ``True`` shows it on the main process even when not a terminal, ``False``
             never. A ``ProgressBar`` given in ``callbacks`` is used instead of the default.
+        batching: how training batches are formed: None shuffles (:func:`seqclf.data.epoch_plan`);
+            :class:`~seqclf.data.LengthBucketing` groups sequences of similar lengths
+            (faster on variable-length data; see ``docs/variable-length.md``).
 
     Launched by ``torchrun`` with ``WORLD_SIZE`` > 1, the trainer trains data-parallel
     (see ``docs/distributed.md``): ``batch_size`` is per process, each step's global batch is
@@ -146,6 +149,7 @@ class Trainer:
         grad_clip_norm: float | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
+        batching: LengthBucketing | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -160,7 +164,10 @@ class Trainer:
         for i, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks[{i}] must be a seqclf Callback; got {type(callback).__name__}")
+        if batching is not None and not isinstance(batching, LengthBucketing):
+            raise TypeError(f"batching must be a LengthBucketing or None; got {type(batching).__name__}")
         self.lr, self.seed, self.grad_clip_norm = float(lr), seed, grad_clip_norm
+        self.batching = batching
         env = distributed.environment()
         self.rank, self.world_size = (0, 1) if env is None else (env.rank, env.world_size)
         self.device = resolve_device(device) if env is None else distributed.setup(resolve_device(device), env)
@@ -224,6 +231,9 @@ class Trainer:
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         if isinstance(train, LoaderSource):
             distributed.require_distributed_sampler(train.loader, name="train_data")
+        if self.batching is not None and not isinstance(train, TensorSource) and self.is_main_process:
+            logger.warning("batching=%r applies to in-memory tensor data only; %s batches are shuffled as usual",
+                           self.batching, type(train).__name__)
         if resume_from is not None:
             restore_checkpoint(self, load_checkpoint(resume_from))
         else:  # a fresh run: fit the model's input standardisation (if it has an unfitted one) on train_data
@@ -299,10 +309,17 @@ class Trainer:
                 if i >= done:
                     yield batch
             return
-        plan = epoch_plan(
-            len(train), self.batch_size, seed=self.state.seed, epoch=self.state.epoch,
-            rank=self.rank, world_size=self.world_size,
-        )
+        lengths = train.lengths_cpu if isinstance(train, TensorSource) else None
+        if self.batching is not None and lengths is not None:
+            plan = self.batching.plan(
+                lengths, self.batch_size, seed=self.state.seed, epoch=self.state.epoch,
+                rank=self.rank, world_size=self.world_size,
+            )
+        else:
+            plan = epoch_plan(
+                len(train), self.batch_size, seed=self.state.seed, epoch=self.state.epoch,
+                rank=self.rank, world_size=self.world_size,
+            )
         if self.world_size > 1:
             plan = plan[: distributed.steps_per_epoch(len(train), self.batch_size, self.world_size)]
         yield from train.batches(plan[done:])

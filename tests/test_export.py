@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import itertools
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from seqclf import SequenceClassifier
+
+CONFIGS = list(itertools.product(["lstm", "gru", "rnn"], ["last", "mean", "max"], [False, True], [1, 2]))
+
+
+def _padded_batches() -> list[tuple[Tensor, Tensor]]:
+    """Batches of several sizes and lengths, with junk in the padding."""
+    batches = []
+    for batch, time in [(4, 9), (1, 1), (3, 5)]:
+        lengths = torch.randint(1, time + 1, (batch,))
+        lengths[0] = time
+        x = torch.randn(batch, time, 3)
+        x[torch.arange(time)[None, :] >= lengths[:, None]] = 7.0
+        batches.append((x, lengths))
+    return batches
+
+
+@pytest.mark.parametrize(("cell", "readout", "bidirectional", "num_layers"), CONFIGS)
+def test_onnxruntime_equals_eager_on_padded_batches(
+    tmp_path: Path, one_thread: None, cell: str, readout: str, bidirectional: bool, num_layers: int
+) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf.export import to_onnx
+
+    model = SequenceClassifier(
+        3, 5, 4, num_layers=num_layers, cell=cell, bidirectional=bidirectional, readout=readout
+    ).eval()  # type: ignore[arg-type]
+    to_onnx(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x", "lengths"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    for x, lengths in _padded_batches():
+        (logits,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
+        torch.testing.assert_close(torch.from_numpy(logits), model(x, lengths).detach(), atol=1e-4, rtol=0)
+
+
+def test_onnx_export_carries_normalisation_inside_the_model(tmp_path: Path, one_thread: None) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf.export import to_onnx
+
+    model = SequenceClassifier(3, 5, 4, readout="mean", normalize=True).eval()
+    assert model.normalize is not None
+    model.normalize.set_statistics(torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 1.0]))
+    to_onnx(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x, lengths = _padded_batches()[0]
+    (logits,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), model(x, lengths).detach(), atol=1e-4, rtol=0)
+    plain = SequenceClassifier(3, 5, 4, readout="mean").eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert not torch.allclose(plain(x, lengths), model(x, lengths))  # the normalisation changes the logits
+
+
+def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf.export import to_onnx
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"precious")
+    model = SequenceClassifier(3, 4, 2)
+    with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
+        to_onnx(model, path)
+    assert path.read_bytes() == b"precious"
+    assert to_onnx(model, path, overwrite=True) == path
+    assert path.stat().st_size > 100 and model.training  # the caller's model is left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    with pytest.raises(TypeError, match="model must have a config with an int input_size"):
+        to_onnx(torch.nn.Linear(2, 2), tmp_path / "other.onnx")
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The tensor attributes self.rnn._flat_weights"
+)  # torch.export's note on nn.RNN internals
+@pytest.mark.parametrize(
+    ("bidirectional", "readout"), [(False, "last"), (False, "max"), (True, "last"), (True, "mean")]
+)
+def test_traced_and_exported_programs_are_correct_on_padded_input(
+    one_thread: None, bidirectional: bool, readout: str
+) -> None:
+    """Recorded with full-length lengths, the programs still read lengths (a former silent 0.127 error)."""
+    model = SequenceClassifier(3, 5, 4, num_layers=2, bidirectional=bidirectional, readout=readout).eval()  # type: ignore[arg-type]
+    example = (torch.randn(3, 7, 3), torch.full((3,), 7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated; nn.RNN's own checks warn while traced
+        traced = torch.jit.trace(model, example)
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(model, example, dynamic_shapes={"x": {0: batch}, "lengths": {0: batch}}).module()
+    x = torch.randn(4, 7, 3)
+    lengths = torch.tensor([7, 3, 1, 5])
+    x[torch.arange(7)[None, :] >= lengths[:, None]] = 9.0
+    alone = torch.cat([model(x[i : i + 1, : int(n)]) for i, n in enumerate(lengths)])
+    assert (model(x) - alone).abs().max() > 1e-3  # ignoring lengths would be caught
+    torch.testing.assert_close(traced(x, lengths), alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(exported(x, lengths), alone, atol=1e-5, rtol=0)
+    shorter = torch.randn(2, 4, 3), torch.tensor([4, 2])  # the trace also follows another time length
+    torch.testing.assert_close(traced(*shorter), model(*shorter), atol=1e-5, rtol=0)
+
+
+def test_compiled_forward_has_no_graph_breaks_when_dynamo_may_trace_rnns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dynamo refuses nn.LSTM/GRU/RNN unless allow_rnn is set; the rest of forward then is one graph."""
+    monkeypatch.setattr(torch._dynamo.config, "allow_rnn", True)
+    torch._dynamo.reset()
+    model = SequenceClassifier(3, 5, 4, num_layers=2, bidirectional=True, readout="mean").eval()
+    explanation = torch._dynamo.explain(model)(torch.randn(2, 6, 3), torch.tensor([6, 3]))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
