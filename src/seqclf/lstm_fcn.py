@@ -285,10 +285,8 @@ class LSTMFCN(nn.Module, SerializableModel):
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor; got dtype {x.dtype}")
-        if lengths is not None:
-            lengths = self.lstm._check_lengths(lengths, x).to(x.device)
-            if bool((lengths == x.shape[1]).all()):
-                lengths = None  # nothing is padded: skip the masking
+        if lengths is not None:  # nothing branches on its values: no host sync, traceable
+            lengths = self.lstm._check_lengths(lengths, x)  # int64 on x.device
         mask, valid_steps = None, None
         if lengths is not None:
             valid_steps = lengths[:, None].to(x.dtype)  # (B, 1)
