@@ -25,7 +25,7 @@ class EpochEndStopTrainer(seqclf.Trainer):
 
     _in_epoch = False
 
-    def run_epoch(self, train: Source, evaluation: Source | None) -> Record:
+    def run_epoch(self, train: Source, evaluation: Source | None) -> Record | None:
         self._in_epoch = True
         try:
             return super().run_epoch(train, evaluation)

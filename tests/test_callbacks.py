@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import torch
 
+import seqclf
 from seqclf import Callback, Checkpoint, SequenceClassifier, Trainer, latest_checkpoint
 from seqclf.callbacks import EarlyStopping, LRScheduler, PeriodicEvaluation, StepOutput
 from seqclf.checkpoint import load_checkpoint
@@ -55,18 +56,32 @@ def test_events_arrive_in_order() -> None:
     ]
 
 
-def test_a_callback_stops_training_with_the_flag() -> None:
-    class StopAfterThreeSteps(Callback):
-        def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
-            if trainer.state.step == 3:
-                trainer.state.should_stop = True
+class StopAtStep(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
 
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        if trainer.state.step == self.step:
+            trainer.state.should_stop = True
+
+
+def test_a_stop_mid_epoch_is_a_pause_that_the_next_fit_continues_exactly() -> None:
     recorder = Recorder()
-    x, y = make_sequences(32)
-    trainer = trainer_with(StopAfterThreeSteps(), recorder, epochs=5)
+    x, y = make_sequences(32)  # 4 batches per epoch
+    seqclf.seed_everything(1)
+    trainer = trainer_with(StopAtStep(3), recorder, epochs=3)
     history = trainer.fit((x, y))
-    assert trainer.state.step == 3 and len(history) == 1
-    assert recorder.events[-2:] == ["epoch_end 0", "fit_end"]
+    assert (trainer.state.step, trainer.state.epoch, trainer.state.batch_in_epoch) == (3, 0, 3)
+    assert len(history) == 0  # the epoch is not done: no record, and it stays open
+    assert recorder.events[-2:] == ["batch 2 step 3", "fit_end"]
+    trainer.fit((x, y))  # continues: the epoch's last batch, then the other two epochs
+    assert trainer.state.step == 12 and [record["step"] for record in history] == [4, 8, 12]
+    seqclf.seed_everything(1)
+    reference = trainer_with(epochs=3)
+    reference.fit((x, y))
+    expected = reference.model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in trainer.model.state_dict().items())
+    assert history.series("train_loss") == reference.history.series("train_loss")
 
 
 def test_early_stopping_on_a_metric_that_stops_improving() -> None:
@@ -134,13 +149,15 @@ def test_early_stopping_validation(kwargs: dict[str, Any], message: str) -> None
         EarlyStopping(**kwargs)
 
 
-def test_periodic_evaluation_runs_every_n_batches_of_each_epoch() -> None:
+def test_periodic_evaluation_counts_optimizer_steps_over_the_run_like_checkpoint(tmp_path: Path) -> None:
     x, y = make_sequences(40)
     reports: list[dict[str, float]] = []
     periodic = PeriodicEvaluation((x[:10], y[:10]), every_n_steps=2, report=reports.append)
-    trainer = trainer_with(periodic)
-    trainer.fit((x, y))  # 5 batches per epoch: batches 0, 2 and 4
-    assert [(r["epoch"], r["batch"]) for r in reports] == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 2), (1, 4)]
+    checkpoint = Checkpoint(tmp_path, every_n_steps=2, every_n_epochs=None, keep_last=None)
+    trainer = trainer_with(periodic, checkpoint)
+    trainer.fit((x, y))  # 5 batches per epoch, 10 steps: after steps 2, 4, 6, 8 and 10, across the epoch boundary
+    assert [(r["step"], r["epoch"], r["batch"]) for r in reports] == [(2, 0, 1), (4, 0, 3), (6, 1, 0), (8, 1, 2), (10, 1, 4)]
+    assert names(tmp_path) == [f"step-{step:08d}.pt" for step in (2, 4, 6, 8, 10)]  # the same steps
     assert reports == periodic.results
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["train_loss"] > 0 for r in reports)
     assert reports[-1]["accuracy"] == trainer.evaluate((x[:10], y[:10]))["accuracy"]
@@ -185,7 +202,8 @@ def test_checkpoint_saves_at_epoch_ends_and_when_fit_ends(tmp_path: Path) -> Non
     trainer.fit(data)
     assert names(tmp_path / "every2") == ["step-00000008.pt", "step-00000012.pt"]  # epoch 2, then the end of fit
     saved = load_checkpoint(tmp_path / "every2" / "step-00000008.pt")
-    assert saved["trainer"]["state"]["epoch"] == 2 and saved["trainer"]["state"]["batch_in_epoch"] == 0
+    state = saved["trainer"]["state"]
+    assert (state["epoch"], state["batch_in_epoch"], state["epoch_done"]) == (1, 4, True)  # epoch 1 is done
     assert len(saved["history"]) == 2  # the epoch-end save resumes at the next epoch, not at this one's end
 
 
@@ -205,13 +223,6 @@ def test_checkpoint_refuses_a_directory_holding_another_runs_checkpoints(tmp_pat
     third, data = checkpointed(tmp_path, epochs=2)
     with pytest.raises(FileExistsError, match=r"must not hold checkpoints from later than the resumed step 4; got \['step-00000008.pt'\]"):
         third.fit(data, resume_from=tmp_path / "step-00000004.pt")
-
-
-def test_checkpoint_writes_only_on_the_main_process(tmp_path: Path) -> None:
-    trainer, data = checkpointed(tmp_path / "run", epochs=1, every_n_steps=1)
-    trainer.rank = 1  # as on a non-zero rank of a torchrun launch
-    trainer.fit(data)
-    assert not (tmp_path / "run").exists()
 
 
 def test_checkpoints_run_after_the_other_callbacks(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -8,7 +9,7 @@ import pickle
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,15 @@ import torch
 
 import seqclf
 from seqclf import Checkpoint, CheckpointError, SequenceClassifier, Trainer, latest_checkpoint
+from seqclf._model_record import rebuild_model
 from seqclf.callbacks import Callback, EarlyStopping, StepOutput
 from seqclf.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     UnsafeCheckpointError,
-    build_checkpoint,
     checkpoint_files,
     load_checkpoint,
     save_checkpoint,
-    write_checkpoint,
 )
 
 from .conftest import make_sequences
@@ -137,7 +137,7 @@ def test_checkpoint_holds_everything_as_plain_data(tmp_path: Path) -> None:
     trainer, train, evaluation = build_run(tmp_path / "run")
     trainer.epochs = 1
     trainer.fit(train, evaluation)
-    path = save_checkpoint(trainer, tmp_path / "one.pt")
+    path = save_checkpoint(trainer.state_dict(), tmp_path / "one.pt")
     data = torch.load(path, weights_only=True)  # the plain torch reader accepts it: tensors and plain data only
     assert data["format"] == FORMAT and data["format_version"] == FORMAT_VERSION
     assert data["seqclf_version"] == seqclf.__version__ and data["torch_version"] == str(torch.__version__)
@@ -145,7 +145,7 @@ def test_checkpoint_holds_everything_as_plain_data(tmp_path: Path) -> None:
     assert data["optimizer"]["class"] == "Adam" and data["optimizer"]["state_dict"]["state"]
     assert data["trainer"]["batch_size"] == 8 and data["trainer"]["state"]["step"] == 8
     assert [c["class"] for c in data["callbacks"]] == ["EarlyStopping", "ProgressBar", "Checkpoint"]
-    assert set(data["rng"]) >= {"torch", "numpy", "python"}
+    assert len(data["rng"]) == 1 and set(data["rng"][0]) >= {"torch", "numpy", "python"}  # one entry per rank
     assert data["history"] == trainer.history.to_list()
     assert len(data["sha256"]) == 64
 
@@ -232,7 +232,8 @@ def a_checkpoint(tmp_path: Path) -> Path:
     trainer, train, _ = build_run(tmp_path / "run")
     trainer.epochs = 1
     trainer.fit(train)
-    return save_checkpoint(trainer, tmp_path / "good.pt")
+    path = tmp_path / "run" / "step-00000008.pt"  # the Checkpoint callback's save at the epoch's end
+    return path.rename(tmp_path / "good.pt")
 
 
 def damage(path: Path, how: str) -> Path:
@@ -274,16 +275,19 @@ def test_files_that_are_not_seqclf_checkpoints_are_refused(tmp_path: Path) -> No
     torch.save(SequenceClassifier(3, 8, 2).state_dict(), state_dict)
     with pytest.raises(CheckpointError, match=r"must be a seqclf checkpoint \(a dict with format='seqclf.checkpoint'\); got a dict with keys \['head.bias'"):
         load_checkpoint(state_dict)
-    newer = build_checkpoint(Trainer(SequenceClassifier(3, 8, 2), device="cpu"))
-    newer["format_version"] = FORMAT_VERSION + 1
-    write_checkpoint(newer, tmp_path / "newer.pt")
+    newer = Trainer(SequenceClassifier(3, 8, 2), device="cpu").state_dict()
+    save_checkpoint(newer, tmp_path / "newer.pt")
+    data = torch.load(tmp_path / "newer.pt", weights_only=True)
+    data["format_version"] = FORMAT_VERSION + 1
+    data["sha256"] = seqclf._files.digest(data)
+    torch.save(data, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match=rf"must have format_version <= {FORMAT_VERSION} \(seqclf .*\); got {FORMAT_VERSION + 1}, written by seqclf"):
         load_checkpoint(tmp_path / "newer.pt")
-    incomplete = build_checkpoint(Trainer(SequenceClassifier(3, 8, 2), device="cpu"))
+    incomplete = Trainer(SequenceClassifier(3, 8, 2), device="cpu").state_dict()
     del incomplete["history"]
-    write_checkpoint(incomplete, tmp_path / "incomplete.pt")
+    save_checkpoint(incomplete, tmp_path / "incomplete.pt")
     with pytest.raises(CheckpointError, match="is not a valid seqclf checkpoint: 'history' must be a list; got NoneType"):
-        load_checkpoint(tmp_path / "incomplete.pt")
+        Trainer(SequenceClassifier(3, 8, 2), device="cpu").fit(make_sequences(8), resume_from=tmp_path / "incomplete.pt")
 
 
 def test_missing_path_and_directory_are_refused(tmp_path: Path) -> None:
@@ -342,12 +346,12 @@ def test_save_checkpoint_never_overwrites_an_existing_file(tmp_path: Path) -> No
     users_file.write_text("the user's own file")
     trainer = Trainer(SequenceClassifier(3, 8, 2), device="cpu")
     with pytest.raises(FileExistsError, match=r"path '.*model.pt' already exists; refusing to overwrite it \(pass overwrite=True to replace it\)"):
-        save_checkpoint(trainer, users_file)
+        save_checkpoint(trainer.state_dict(), users_file)
     assert users_file.read_text() == "the user's own file"
-    save_checkpoint(trainer, users_file, overwrite=True)
+    save_checkpoint(trainer.state_dict(), users_file, overwrite=True)
     assert load_checkpoint(users_file)["format"] == FORMAT
     with pytest.raises(FileNotFoundError, match="path must be in an existing directory"):
-        save_checkpoint(trainer, tmp_path / "missing" / "a.pt")
+        save_checkpoint(trainer.state_dict(), tmp_path / "missing" / "a.pt")
 
 
 def test_checkpoint_values_must_be_plain_data(tmp_path: Path) -> None:
@@ -357,7 +361,7 @@ def test_checkpoint_values_must_be_plain_data(tmp_path: Path) -> None:
 
     trainer = Trainer(SequenceClassifier(3, 8, 2), device="cpu", callbacks=[Odd()])
     with pytest.raises(TypeError, match=r"checkpoint values must be tensors or plain data .*; got object at checkpoint\['callbacks'\]\[0\]\['state'\]\['when'\]"):
-        save_checkpoint(trainer, tmp_path / "a.pt")
+        save_checkpoint(trainer.state_dict(), tmp_path / "a.pt")
     assert not list(tmp_path.iterdir())
 
 
@@ -398,3 +402,204 @@ def test_resume_from_an_epoch_end_checkpoint_is_exact(tmp_path: Path) -> None:
     expected_weights, expected_history = final_state(reference)
     assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
     assert history == expected_history and len(history) == 3
+
+
+# ------------------------------------------------- resume on every data path
+class Items(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A map-style dataset of items: the trainer loads it through a DataLoader of its own."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index], self.y[index]
+
+
+class Seen(Callback):
+    """Records the labels' positions: which samples each step trained on."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[float]] = []
+
+    def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+        self.batches.append(output.batch.x[:, 0, 0].tolist())
+
+
+def make_train_data(kind: str) -> object:
+    x, y = make_sequences(20)
+    dataset = torch.utils.data.TensorDataset(x, y)
+    if kind == "shuffled-loader":
+        return torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)
+    if kind == "loader-with-own-generator":
+        return torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(9))
+    return Items(x, y)
+
+
+def data_path_run(directory: Path, kind: str, *extra: Callback) -> tuple[Trainer, object]:
+    seqclf.seed_everything(0)
+    data = make_train_data(kind)
+    model = SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3)
+    callbacks = [Checkpoint(directory, every_n_steps=3, keep_last=None), *extra]
+    return Trainer(model, epochs=2, batch_size=4, seed=7, device="cpu", callbacks=callbacks), data
+
+
+@pytest.mark.parametrize("kind", ["shuffled-loader", "loader-with-own-generator", "dataset-of-items"])
+def test_a_mid_epoch_resume_is_exact_on_every_data_path(tmp_path: Path, kind: str) -> None:
+    """5 batches per epoch; resumed from step 3 (mid-epoch 0) and step 6 (mid-epoch 1): bitwise the same run."""
+    seen = Seen()
+    reference, data = data_path_run(tmp_path / "reference", kind, seen)
+    reference.fit(data)
+    expected = reference.model.state_dict()
+    for step in (3, 6):
+        resumed_seen = Seen()
+        resumed, data = data_path_run(tmp_path / f"resumed-{step}", kind, resumed_seen)
+        resumed.fit(data, resume_from=tmp_path / "reference" / f"step-{step:08d}.pt")
+        assert resumed_seen.batches == seen.batches[step:]  # the same samples, none repeated or skipped
+        assert all(torch.equal(value, expected[name]) for name, value in resumed.model.state_dict().items())
+        assert resumed.history.series("train_loss") == reference.history.series("train_loss")
+
+
+class ShuffleOnItsOwn(torch.utils.data.Sampler[int]):
+    """A sampler drawing its order from torch's global generator, which the trainer cannot reach."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.size).tolist())
+
+
+def test_a_mid_epoch_resume_on_a_sampler_that_cannot_be_replayed_is_refused_with_why(tmp_path: Path) -> None:
+    x, y = make_sequences(20)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, sampler=ShuffleOnItsOwn(20))
+    first = Trainer(SequenceClassifier(3, 8, 2), epochs=2, batch_size=4, seed=1, device="cpu",
+                    callbacks=[Checkpoint(tmp_path, every_n_steps=3, keep_last=None)])
+    first.fit(loader)
+    second = Trainer(SequenceClassifier(3, 8, 2), epochs=2, batch_size=4, seed=1, device="cpu")
+    before = {k: v.clone() for k, v in second.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"train_data's DataLoader must have a sampler whose order the trainer can replay to resume mid-epoch; got a ShuffleOnItsOwn"):
+        second.fit(loader, resume_from=tmp_path / "step-00000003.pt")
+    assert second.state.step == 0 and all(torch.equal(before[k], v) for k, v in second.model.state_dict().items())
+    second.fit(loader, resume_from=tmp_path / "step-00000005.pt")  # an epoch's end: the next epoch draws its order
+    assert second.state.step == 10  # from the global generator, restored as it was then: exact
+    expected = first.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in second.model.state_dict().items())
+
+
+def test_a_failed_resume_leaves_the_trainer_unchanged(tmp_path: Path) -> None:
+    """Model and optimizer fit but the optimizer's parameter groups do not: nothing may change."""
+    path = a_checkpoint(tmp_path)
+
+    def two_groups(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        params = list(params)
+        return torch.optim.Adam([{"params": params[:2]}, {"params": params[2:]}], lr=1e-3)
+
+    early = EarlyStopping(monitor="train_loss", patience=50)
+    trainer = Trainer(SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.3), batch_size=8, device="cpu",
+                      optimizer=two_groups, callbacks=[early])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"optimizer state must fit this trainer's optimizer") as raised:
+        trainer.fit(make_sequences(16), resume_from=path)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items()), "weights were overwritten"
+    assert str(raised.value).endswith("parameter groups of [10] parameters; got groups of [2, 8]")
+    assert early.state_dict() == {"best": float("inf"), "bad_epochs": 0}
+    assert trainer.state.step == 0 and len(trainer.history) == 0 and not trainer.optimizer.state
+
+
+def test_a_paused_run_resumes_to_its_end_and_an_ended_run_says_why_it_trains_no_more(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class TimeBudget(Callback):  # a pause: stops after step 3 of 12, mid-epoch
+        def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            if trainer.state.step == 3:
+                trainer.state.should_stop = True
+
+    paused, train, _ = build_run(tmp_path / "paused", TimeBudget(), every_n_steps=100)
+    paused.fit(train)
+    assert [p.name for p in (tmp_path / "paused").iterdir()] == ["step-00000003.pt"]
+    resumed, train, _ = build_run(tmp_path / "paused")
+    resumed.fit(train, resume_from=tmp_path / "paused" / "step-00000003.pt")
+    reference, train, _ = build_run(tmp_path / "reference")
+    reference.fit(train)
+    assert resumed.state.step == reference.state.step == 24
+    expected = reference.model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.model.state_dict().items())
+
+    seqclf.seed_everything(0)
+    x, y = make_sequences(64)
+    ended = Trainer(SequenceClassifier(3, 8, 2), epochs=20, batch_size=8, seed=1, device="cpu",
+                    callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=10.0), Checkpoint(tmp_path / "ended")])
+    ended.fit((x, y))
+    assert ended.state.step == 16 and ended.state.finished  # ended after epoch 1 for good
+    again = Trainer(SequenceClassifier(3, 8, 2), epochs=20, batch_size=8, seed=1, device="cpu",
+                    callbacks=[EarlyStopping(monitor="train_loss", patience=1, min_delta=10.0)])
+    with caplog.at_level("WARNING", logger="seqclf.trainer"):
+        again.fit((x, y), resume_from=latest_checkpoint(tmp_path / "ended"))
+    assert again.state.step == 16 and len(again.history) == 2
+    assert "the run ended at epoch 2 (step 16): a callback ended it for good (e.g. EarlyStopping)" in caplog.text
+
+
+def test_state_dict_round_trips_between_trainers_in_memory(tmp_path: Path) -> None:
+    first, train, _ = build_run(tmp_path / "a", every_n_steps=100)
+    first.epochs = 1
+    first.fit(train)
+    second, train, _ = build_run(tmp_path / "b", every_n_steps=100)
+    second.load_state_dict(first.state_dict())
+    assert second.state.step == 8 and second.history.to_list() == first.history.to_list()
+    kept = {k: v.clone() for k, v in first.optimizer.state_dict()["state"][0].items()}
+    second.fit(train)  # second's optimizer state is its own copy: first's stays as it was
+    assert second.state.step == 24
+    assert all(torch.equal(v, first.optimizer.state_dict()["state"][0][k]) for k, v in kept.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanConfig:
+    """The config of a second model class, not a SequenceClassifier: the rebuild is generic."""
+
+    input_size: int
+    num_classes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> MeanConfig:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+class MeanClassifier(torch.nn.Module):
+    """Classifies the mean of a sequence's steps."""
+
+    def __init__(self, input_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.config = MeanConfig(input_size, num_classes)
+        self.head = torch.nn.Linear(input_size, num_classes)
+
+    @classmethod
+    def from_config(cls, config: MeanConfig) -> MeanClassifier:
+        return cls(config.input_size, config.num_classes)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> MeanClassifier:
+        return rebuild_model(cls, MeanConfig, path)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(x.mean(dim=1))
+
+
+def test_any_model_class_with_a_config_is_rebuilt_from_its_checkpoint(tmp_path: Path) -> None:
+    x, y = make_sequences(16)
+    trainer = Trainer(MeanClassifier(3, 2), epochs=1, batch_size=8, device="cpu")
+    trainer.fit((x, y))
+    path = save_checkpoint(trainer.state_dict(), tmp_path / "mean.pt")
+    model = MeanClassifier.from_checkpoint(path)
+    assert model.config == MeanConfig(3, 2) and not model.training
+    torch.testing.assert_close(model(x), trainer.model(x), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r"must hold a SequenceClassifier to rebuild one; got a MeanClassifier: use MeanClassifier.from_checkpoint"):
+        SequenceClassifier.from_checkpoint(path)

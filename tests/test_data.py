@@ -298,3 +298,15 @@ def test_a_single_time_step_of_many_features_is_flagged(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="seqclf.data"):
         as_source((np.zeros((4, 1, 24)), np.zeros(4, dtype=int)), CPU, input_size=24)
     assert "single time step of 24 features" in caplog.text and "(batch, 24, 1)" in caplog.text
+
+
+def test_subset_takes_a_boolean_mask_as_a_mask() -> None:
+    x, y = torch.randn(10, 4, 2), torch.tensor([0, 3, 1, 3, 2, 0, 3, 1, 2, 0])
+    dataset = TensorSequenceDataset(x, y, lengths=torch.arange(1, 11).clamp(max=4))
+    threes = dataset.subset(y == 3)
+    assert len(threes) == 3 and threes.y.tolist() == [3, 3, 3]
+    assert torch.equal(threes.x, x[[1, 3, 6]]) and threes.lengths is not None and threes.lengths.tolist() == [2, 4, 4]
+    assert dataset.subset([True] * 10).y.tolist() == y.tolist()  # a list of bools is a mask too
+    assert dataset.subset([1, 0]).y.tolist() == [3, 0]  # integers stay indices
+    with pytest.raises(ValueError, match=r"index as a boolean mask must have shape \(10,\) \(one entry per item\); got \(3,\)"):
+        dataset.subset(torch.tensor([True, False, True]))

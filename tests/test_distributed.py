@@ -7,6 +7,7 @@ what it saw and the tests compare it with a 1-process run in this process.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ from seqclf import distributed
 from seqclf.callbacks import Callback, Checkpoint, StepOutput
 from seqclf.checkpoint import checkpoint_name
 from seqclf.history import Record
+from seqclf.progress import ProgressBar
 
 WORLD_SIZE = 2
 EPOCHS = 2
@@ -133,6 +135,29 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                              callbacks=[Checkpoint(Path(out_dir) / "two", every_n_steps=CROSS_STEP, keep_last=None)])
     trainer.fit(task(96))
 
+    # each rank's own generators come back on a same-world resume: bitwise exact, with dropout;
+    # and only rank 0 writes (rank 1's directory stays unmade) and shows a progress bar
+    def dropout_run(directory: Path, resume_from: Path | None = None) -> seqclf.Trainer:
+        seqclf.seed_everything(0)
+        bar = ProgressBar(enabled=True, file=io.StringIO())
+        trainer = seqclf.Trainer(
+            seqclf.SequenceClassifier(3, 8, 2, num_layers=2, dropout=0.5), epochs=2, batch_size=PER_RANK_BATCH,
+            seed=4, device="cpu", callbacks=[bar, Checkpoint(directory, every_n_steps=CROSS_STEP, keep_last=None)],
+        )
+        trainer.fit(task(96), resume_from=resume_from)
+        results.setdefault("bar", bar.file.getvalue())  # type: ignore[union-attr]
+        return trainer
+
+    reference = dropout_run(Path(out_dir) / f"dropout-rank{rank}")
+    resumed = dropout_run(Path(out_dir) / f"resumed-rank{rank}", Path(out_dir) / "dropout-rank0" / checkpoint_name(CROSS_STEP))
+    results["dropout_resume"] = (reference.model.state_dict(), resumed.model.state_dict())
+
+    # 99 = 3 global batches of 32 and one of 3 (2 + 1): each rank's loss weighted by its share
+    seqclf.seed_everything(0)
+    trainer = seqclf.Trainer(new_model(), epochs=2, batch_size=PER_RANK_BATCH, seed=5, device="cpu")
+    trainer.fit(task(99))
+    results["uneven_99"] = (trainer.state.step, trainer.model.state_dict())
+
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
 
 
@@ -221,7 +246,7 @@ def test_ranks_know_who_they_are(ranks: list[dict[str, Any]]) -> None:
 
 def test_a_stop_on_one_rank_stops_all_ranks_at_the_same_step(ranks: list[dict[str, Any]]) -> None:
     for result in ranks:
-        assert result["stop_batch"] == (2, 1)  # stopped after batch 1 of epoch 0; the epoch is then closed
+        assert result["stop_batch"] == (2, 0)  # stopped after batch 1 of epoch 0: a pause, the epoch stays open
         assert result["stop_epoch"] == (3, 1)  # stopped after epoch 0's 3 steps
 
 
@@ -278,6 +303,33 @@ def test_a_two_process_checkpoint_resumes_in_one_process(ranks: list[dict[str, A
     wrong = seqclf.Trainer(new_model(), epochs=EPOCHS, batch_size=PER_RANK_BATCH, seed=3, device="cpu")
     with pytest.raises(seqclf.checkpoint.CheckpointError, match=r"batch_size \* processes must equal .* expected 32"):
         wrong.fit(task(96), resume_from=path)
+
+
+def test_a_same_world_resume_gives_each_rank_its_own_generators_back(ranks: list[dict[str, Any]]) -> None:
+    """Mid-epoch, with dropout: bitwise the uninterrupted run on every rank (rank 1 does not get rank 0's)."""
+    for result in ranks:
+        reference, resumed = result["dropout_resume"]
+        for name, value in reference.items():
+            assert torch.equal(resumed[name], value), name
+    assert torch.equal(ranks[0]["dropout_resume"][0]["head.weight"], ranks[1]["dropout_resume"][0]["head.weight"])
+
+
+def test_an_uneven_last_global_batch_keeps_the_equivalence_with_one_process(ranks: list[dict[str, Any]]) -> None:
+    seqclf.seed_everything(0)
+    trainer = seqclf.Trainer(new_model(), epochs=2, batch_size=PER_RANK_BATCH * WORLD_SIZE, seed=5, device="cpu")
+    trainer.fit(task(99))
+    for result in ranks:
+        steps, weights = result["uneven_99"]
+        assert steps == trainer.state.step == 8
+        for name, value in trainer.model.state_dict().items():
+            torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_only_rank_0_writes_checkpoints_and_shows_a_progress_bar(ranks: list[dict[str, Any]], ddp_dir: Path) -> None:
+    assert (ddp_dir / "dropout-rank0" / checkpoint_name(CROSS_STEP)).is_file()
+    assert not (ddp_dir / "dropout-rank1").exists()  # rank 1 neither made its directory nor wrote
+    assert "epoch 2/2: 100%" in ranks[0]["bar"]
+    assert ranks[1]["bar"] == ""
 
 
 # ------------------------------------------------------------- in one process

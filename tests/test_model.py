@@ -108,6 +108,7 @@ def test_config_round_trip() -> None:
         ({"input_size": 0}, ValueError, "input_size must be a positive int; got 0"),
         ({"hidden_size": 2.5}, ValueError, "hidden_size must be a positive int; got 2.5"),
         ({"num_classes": True}, ValueError, "num_classes must be a positive int; got True"),
+        ({"num_classes": 1}, ValueError, "num_classes must be >= 2 (one logit per class); got 1"),
         ({"num_layers": -1}, ValueError, "num_layers must be a positive int; got -1"),
         ({"cell": "transformer"}, ValueError, "cell must be one of ('lstm', 'gru', 'rnn'); got 'transformer'"),
         ({"readout": "first"}, ValueError, "readout must be one of ('last', 'mean', 'max'); got 'first'"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_evaluate_predict_and_predict_proba() -> None:
     trainer = small_trainer()
     trainer.fit((x, y))
     metrics = trainer.evaluate((x, y))
-    assert set(metrics) >= {"loss", "accuracy"} and metrics["samples"] == 40
+    assert set(metrics) >= {"loss", "accuracy"} and metrics["samples"] == 40 and type(metrics["samples"]) is int
     predictions = trainer.predict(x)
     assert predictions.dtype == torch.int64 and predictions.shape == (40,)
     assert metrics["accuracy"] == pytest.approx((predictions == y).float().mean().item())
@@ -105,8 +106,19 @@ def test_seed_makes_runs_bitwise_identical() -> None:
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
+def step_norm(grad_clip_norm: float | None) -> float:
+    """The norm of one plain SGD step (lr 1): the norm of the gradient that was applied."""
+    seqclf.seed_everything(3)
+    x, y = make_sequences(8)
+    trainer = small_trainer(optimizer=lambda params: torch.optim.SGD(params, lr=1.0), grad_clip_norm=grad_clip_norm,
+                            epochs=1)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit((x, y))
+    assert trainer.state.step == 1
+    return float(torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before, strict=True)]).norm())
+
+
 def test_custom_optimizer_and_grad_clipping() -> None:
-    x, y = make_sequences(16)
     seen: list[str] = []
 
     def sgd(params: object) -> torch.optim.Optimizer:
@@ -115,8 +127,11 @@ def test_custom_optimizer_and_grad_clipping() -> None:
 
     trainer = small_trainer(optimizer=sgd, grad_clip_norm=0.5, epochs=1)
     assert isinstance(trainer.optimizer, torch.optim.SGD) and seen == ["called"]
-    trainer.fit((x, y))
     assert "optimizer=SGD" in repr(trainer) and "grad_clip_norm=0.5" in repr(trainer)
+    unclipped = step_norm(None)
+    assert unclipped > 0.02  # so that clipping to 0.01 must change the step
+    assert step_norm(0.01) == pytest.approx(0.01, rel=1e-4)  # the applied gradient's norm is the clip norm
+    assert step_norm(10 * unclipped) == pytest.approx(unclipped, rel=1e-6)  # a norm under the limit is left alone
 
 
 def test_fit_twice_continues_only_when_epochs_remain() -> None:
@@ -139,6 +154,18 @@ def test_resolve_device() -> None:
         resolve_device("gpu0")
     with pytest.raises(TypeError, match=r"device must be a str or torch\.device; got int"):
         resolve_device(0)  # type: ignore[arg-type]
+
+
+def test_a_device_this_machine_lacks_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for device in ("cuda", "cuda:1", torch.device("cuda")):
+        with pytest.raises(ValueError, match=r"device must be one this machine has; got .*cuda.*, but torch finds no CUDA device"):
+            small_trainer(device=device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU: cuda:1 is not there
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"got 'cuda:1', but it has 1 CUDA device\(s\): cuda:0 to cuda:0"):
+        resolve_device("cuda:1")
 
 
 @pytest.mark.parametrize(
@@ -202,19 +229,25 @@ def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Ten
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+@pytest.mark.usefixtures("one_thread")  # as the measurement
 def test_real_mnist_accuracy(data_dir: Path) -> None:
-    """The tutorial's model, 3 epochs on 8,000 real MNIST digits, tested on 2,000 others."""
+    """The tutorial's model, 2 epochs on 4,000 real MNIST digits, tested on 2,000 others: the mean of seeds 0-2.
+
+    benchmarks/mnist_seed_spread.py measured this protocol over seeds 0-7: mean 0.7516, sd 0.0299
+    (0.7000-0.7945), so the sd of a 3-seed mean is 0.0172; 0.68 is 4 of those under the mean.
+    """
     digits = seqclf.datasets.mnist(data_dir, train=False)
-    train, test = digits.subset(slice(0, 8000)), digits.subset(slice(8000, 10000))
-    # Seed 0: across seeds 0, 1, 3, 7, 42 and 2019 this run measured 87.3-91.8% (2019 lowest);
-    # a plain PyTorch loop spreads alike (89.3-92.8%). See docs/benchmarks.md.
-    seqclf.seed_everything(0)
-    model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
-    trainer = Trainer(model, epochs=3, batch_size=32, lr=1e-3, seed=0, device="cpu")
-    trainer.fit(train)
-    accuracy = trainer.evaluate(test)["accuracy"]
-    print(f"real MNIST accuracy after 3 epochs on 8,000 digits: {accuracy:.4f}")
-    assert accuracy >= 0.88
+    train, test = digits.subset(slice(0, 4000)), digits.subset(slice(8000, 10000))
+    accuracies = []
+    for seed in range(3):
+        seqclf.seed_everything(seed)
+        model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
+        trainer = Trainer(model, epochs=2, batch_size=32, lr=1e-3, seed=seed, device="cpu")
+        trainer.fit(train)
+        accuracies.append(trainer.evaluate(test)["accuracy"])
+    mean = sum(accuracies) / len(accuracies)
+    print(f"real MNIST accuracy, 2 epochs on 4,000 digits, seeds 0-2: {accuracies}, mean {mean:.4f}")
+    assert mean >= 0.68
 
 
 # ---------------------------------------------------------- divergence and Ctrl-C
@@ -299,14 +332,32 @@ def interruptible_run(directory: Path, *callbacks: seqclf.Callback) -> tuple[Tra
     return Trainer(model, epochs=3, batch_size=8, seed=3, device="cpu", callbacks=[checkpoint, *callbacks]), (x, y)
 
 
-@pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("how", ["exception", "sigint"])
-def test_ctrl_c_saves_a_checkpoint_ends_cleanly_and_resumes_exactly(tmp_path: Path, how: str) -> None:
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, whatever the runner had (a background job ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def own_handler(signum: int, frame: object) -> None:
+    """A handler a user installed."""
+
+
+@pytest.mark.usefixtures("one_thread", "python_sigint")
+@pytest.mark.parametrize(
+    ("how", "handler"),
+    [("exception", None), ("exception", signal.SIG_IGN), ("exception", own_handler), ("sigint", None)],
+)
+def test_ctrl_c_saves_a_checkpoint_ends_cleanly_and_resumes_exactly(tmp_path: Path, how: str, handler: object) -> None:
+    if handler is not None:
+        signal.signal(signal.SIGINT, handler)  # type: ignore[arg-type]
+    before = signal.getsignal(signal.SIGINT)
     interrupt = InterruptAt(13, how)
     trainer, data = interruptible_run(tmp_path / "run", interrupt)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(data)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler that was there is put back
     assert interrupt.fit_ended and trainer.state.step == 13  # stopped right after the step, cleanly
     assert [p.name for p in sorted((tmp_path / "run").iterdir())] == ["step-00000008.pt", "step-00000010.pt", "step-00000013.pt"]
 
@@ -319,7 +370,7 @@ def test_ctrl_c_saves_a_checkpoint_ends_cleanly_and_resumes_exactly(tmp_path: Pa
     assert resumed.history.series("train_loss") == reference.history.series("train_loss")
 
 
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_thread", "python_sigint")
 def test_second_ctrl_c_stops_at_once_without_saving(tmp_path: Path) -> None:
     interrupt = InterruptAt(13, "double-sigint")
     trainer, data = interruptible_run(tmp_path, interrupt)

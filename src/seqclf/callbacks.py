@@ -1,8 +1,15 @@
 """Callbacks: small objects the trainer calls at six points of a run.
 
-A callback overrides any of the no-op methods of :class:`Callback`. It stops training
-by setting ``trainer.state.should_stop = True``; a stateful callback implements
+A callback overrides any of the no-op methods of :class:`Callback`. It pauses training
+by setting ``trainer.state.should_stop = True`` (``fit`` returns after the current batch;
+the next ``fit``, or a resume from the checkpoint saved then, continues exactly where it
+stopped, mid-epoch included); it ends the run for good by also setting
+``trainer.state.finished = True``, as :class:`EarlyStopping` does (a later ``fit`` or
+resume trains no more, and logs why). A stateful callback implements
 ``state_dict``/``load_state_dict`` so that a resumed run resumes it too.
+
+``every_n_steps`` means the same in every callback: every ``n`` optimizer steps counted
+over the whole run (``trainer.state.step``: ``n``, ``2n``, ...), never restarting at an epoch.
 """
 
 from __future__ import annotations
@@ -22,12 +29,11 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import distributed
 from .checkpoint import (
-    build_checkpoint,
     checkpoint_files,
     checkpoint_name,
     remove_temporary_files,
+    save_checkpoint,
     step_of,
-    write_checkpoint,
 )
 from .data import Batch
 from .history import Record
@@ -141,11 +147,11 @@ class EarlyStopping(Callback):
         if self.bad_epochs >= self.patience:
             if trainer.is_main_process:
                 logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
-            trainer.state.should_stop = True
+            trainer.state.should_stop = trainer.state.finished = True  # an end, not a pause
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        finished = trainer.state.should_stop or trainer.state.epoch >= trainer.epochs
-        # an interrupted run keeps its current weights, so that a checkpoint saved now resumes exactly
+        finished = trainer.state.finished or trainer.state.epoch >= trainer.epochs
+        # a paused or interrupted run keeps its current weights, so that it resumes exactly
         if self.restore_best_weights and self.best_weights is not None and finished:
             trainer.model.load_state_dict(self.best_weights)
             if trainer.is_main_process:
@@ -171,7 +177,7 @@ class EarlyStopping(Callback):
 
 
 class PeriodicEvaluation(Callback):
-    """Evaluate on a (small) held-out set every ``every_n_steps`` batches of each epoch.
+    """Evaluate on a (small) held-out set every ``every_n_steps`` optimizer steps.
 
     This is the classic tutorial's "every 10 steps, test on 200 images" loop. The data
     is checked and moved to the device once, at fit start; evaluation runs under
@@ -181,7 +187,8 @@ class PeriodicEvaluation(Callback):
 
     Args:
         data: anything ``Trainer.evaluate`` accepts.
-        every_n_steps: evaluate after batches ``0, n, 2n, ...`` of each epoch.
+        every_n_steps: evaluate after optimizer steps ``n, 2n, 3n, ...`` counted over the whole
+            run (``trainer.state.step``), like :class:`Checkpoint`'s ``every_n_steps``.
         report: called with each result, a dict with ``epoch``, ``batch``, ``step``,
             ``train_loss``, ``loss`` and ``accuracy``; by default results are logged.
     """
@@ -202,7 +209,7 @@ class PeriodicEvaluation(Callback):
         self._source = trainer.as_source(self.data, name="PeriodicEvaluation data")
 
     def on_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
-        if output.batch_index % self.every_n_steps != 0:
+        if trainer.state.step % self.every_n_steps != 0:
             return
         metrics = trainer.evaluate(self._source)
         result = {
@@ -246,7 +253,8 @@ class Checkpoint(Callback):
         directory: where to save; created if missing. A new run refuses a directory that
             already holds checkpoints (resume from them, or choose another directory);
             files not named like a checkpoint are never touched.
-        every_n_steps: also save every ``n`` optimizer steps, mid-epoch; None: don't.
+        every_n_steps: also save every ``n`` optimizer steps (counted over the whole run:
+            after steps ``n, 2n, ...``), mid-epoch; None: don't.
         every_n_epochs: save after every ``n``-th epoch; None: don't.
         keep_last: how many checkpoints to keep, deleting the oldest; None keeps all.
 
@@ -300,22 +308,25 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
         if self.every_n_epochs is not None and (trainer.state.epoch + 1) % self.every_n_epochs == 0:
-            self.save(trainer, epoch_complete=True)
+            self.save(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if trainer.state.step != self._saved_step:
             self.save(trainer)
 
-    def save(self, trainer: Trainer, *, epoch_complete: bool = False) -> Path | None:
-        """Save now (after checking the run has not diverged); return the file, or None off the main process."""
-        state = trainer.run_state()  # every rank: the epoch's sums over all processes
+    def save(self, trainer: Trainer) -> Path | None:
+        """Save now (after checking the run has not diverged); return the file, or None off the main process.
+
+        With several processes every rank must call it (``trainer.state_dict()`` is a collective).
+        """
+        state = trainer.state_dict()  # every rank: the epoch's sums and every rank's generators
         self._saved_step = trainer.state.step  # on every rank, so that all ranks agree on the next save
         if not trainer.is_main_process:
             return None
         trainer.check_finite()
         path = self.directory / checkpoint_name(trainer.state.step)
         # the name holds the step: a file of this name is this run's own save of this step
-        write_checkpoint(build_checkpoint(trainer, state, epoch_complete=epoch_complete), path, overwrite=True)
+        save_checkpoint(state, path, overwrite=True)
         self.last_path = path
         if self.keep_last is not None:
             for old in checkpoint_files(self.directory)[: -self.keep_last]:

@@ -181,10 +181,24 @@ class TensorSequenceDataset(Dataset[tuple[Tensor, ...]]):
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, index: slice | Tensor | Sequence[int]) -> TensorSequenceDataset:
-        """The items at ``index`` (a slice, or integer indices) as a new dataset, stored the same way."""
+    def subset(self, index: slice | Tensor | Sequence[int] | Sequence[bool]) -> TensorSequenceDataset:
+        """The items at ``index`` (a slice, integer indices, or a boolean mask) as a new dataset, stored the same way.
+
+        A boolean mask (e.g. ``dataset.y == 3``) must have one entry per item and selects the items where it is True.
+        """
         if not isinstance(index, slice):
-            index = torch.as_tensor(index, dtype=torch.int64)
+            index = torch.as_tensor(index)
+            if index.dtype == torch.bool:
+                if index.shape != (len(self),):
+                    raise ValueError(
+                        f"index as a boolean mask must have shape ({len(self)},) (one entry per item); "
+                        f"got {tuple(index.shape)}"
+                    )
+                index = index.nonzero().flatten()
+            elif index.is_floating_point() or index.is_complex():
+                raise TypeError(f"index must be a slice, integer indices or a boolean mask; got dtype {index.dtype}")
+            else:
+                index = index.to(torch.int64)
         lengths = None if self.lengths is None else self.lengths[index]
         return TensorSequenceDataset(self.x[index], self.y[index], lengths, self.transform)
 
@@ -345,6 +359,8 @@ class DatasetSource:
         self.dataset = dataset
         self.num_workers = num_workers
         self.dtype = dtype
+        self.generator: torch.Generator | None = None
+        """Draws the loader's worker seeds (None: torch's global generator); the trainer seeds one per epoch."""
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -356,6 +372,7 @@ class DatasetSource:
             batch_sampler=batch_sampler,
             collate_fn=collate_sequences,
             num_workers=self.num_workers,
+            generator=self.generator,
         )
         for batch in loader:
             yield Batch(_to_dtype(batch.x, self.dtype), batch.lengths, batch.y)

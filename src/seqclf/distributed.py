@@ -5,7 +5,7 @@ The :class:`~seqclf.Trainer` calls these itself; a user only launches the same s
 single-process answer) when no process group is initialized, so the trainer's code reads the
 same for one process and for many.
 
-Collectives (``all_reduce_sum``, ``any_rank``, ``broadcast_int``, ``barrier``) must be called by
+Collectives (``all_reduce_sum``, ``any_rank``, ``all_gather_object``, ``broadcast_int``, ``barrier``) must be called by
 every rank at the same point of the program; a rank that skips one makes the others wait until
 the process group's timeout (torch's default, 10 minutes) raises an error.
 """
@@ -13,9 +13,13 @@ the process group's timeout (torch's default, 10 minutes) raises an error.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -29,6 +33,8 @@ logger = logging.getLogger(__name__)
 # tensors, so that agreeing on a flag never waits for the GPU (with nccl a device tensor
 # read back on the host would be a synchronization per step). None: the default group is gloo.
 _cpu_group: dist.ProcessGroup | None = None
+# what holds the process group besides torch's registry (the trainers' DDP wrappers), dropped at teardown
+_teardown_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def setup(device: torch.device, env: DistributedEnv) -> torch.device:
     A CUDA device without an index becomes ``cuda:local_rank`` (one GPU per process) and
     the backend is nccl; on CPU it is gloo. A process group the user initialized already
     (with their own backend and timeout) is used as it is and left to the user to destroy;
-    one created here is destroyed at interpreter exit.
+    one created here is destroyed at interpreter exit by :func:`destroy`.
     """
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", env.local_rank)
@@ -112,12 +118,36 @@ def wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def at_teardown(hook: Callable[[], None]) -> None:
+    """Call the bound method ``hook`` in :func:`destroy`, before the process group goes (held weakly).
+
+    The trainer drops its ``DistributedDataParallel`` wrapper there: the wrapper holds the
+    process group, which must not outlive the interpreter (see :func:`destroy`).
+    """
+    _teardown_hooks.append(weakref.WeakMethod(hook))
+
+
 def destroy() -> None:
-    """Leave the process group (registered at exit when :func:`setup` created it)."""
+    """Leave the process group, while the interpreter is still whole (registered at exit by :func:`setup`).
+
+    A gloo process group that is still alive when the interpreter finalizes is destroyed
+    then: its worker threads release the tensors of their last work, need the GIL, and the
+    finalizing interpreter ends them, which aborts the process (``terminate called without
+    an active exception``, SIGABRT) after the script has finished. So the references the
+    trainers hold are dropped, the cycles that hold DDP wrappers are collected, and the
+    group is destroyed here, at exit, before finalization.
+    """
     global _cpu_group
+    for hook in _teardown_hooks:
+        method = hook()
+        if method is not None:
+            method()
+    _teardown_hooks.clear()
+    _cpu_group = None
+    gc.collect()  # DDP wrappers sit in reference cycles: free them (and their hold on the group) now
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _cpu_group = None
+    gc.collect()
 
 
 def rank() -> int:
@@ -160,6 +190,15 @@ def any_rank(*flags: bool) -> tuple[bool, ...]:
     values = torch.tensor([int(flag) for flag in flags], dtype=torch.int32)
     dist.all_reduce(values, op=dist.ReduceOp.MAX, group=_cpu_group)
     return tuple(bool(value) for value in values.tolist())
+
+
+def all_gather_object(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` when alone); values are pickled."""
+    if world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, value, group=_cpu_group)
+    return gathered
 
 
 def broadcast_int(value: int, src: int = 0) -> int:

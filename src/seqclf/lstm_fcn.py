@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ._model_record import rebuild_model
 from .model import Readout, SequenceClassifier
 from .normalization import Standardize
 from .serialization import SerializableModel
@@ -243,21 +244,7 @@ class LSTMFCN(nn.Module, SerializableModel):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> LSTMFCN:
         """A model rebuilt from a checkpoint's stored config and weights, in eval mode (read safely)."""
-        from .checkpoint import CheckpointError, load_checkpoint, load_model_state
-
-        checkpoint = load_checkpoint(path)
-        config = checkpoint["model"].get("config")
-        if not isinstance(config, dict):
-            raise CheckpointError(
-                f"checkpoint must hold an LSTMFCN config to rebuild the model; got {checkpoint['model']['class']} "
-                "without one: build the model yourself and load it with load_model_state(model, checkpoint)"
-            )
-        try:
-            model = cls.from_config(LSTMFCNConfig.from_dict(config))
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"checkpoint model config is invalid: {error}") from error
-        load_model_state(model, checkpoint)
-        return model.eval()
+        return rebuild_model(cls, LSTMFCNConfig, path)
 
     @property
     def num_features(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from ._model_record import rebuild_model
 from .normalization import Standardize
 from .serialization import SerializableModel
 
@@ -43,6 +44,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
             _check_positive_int(name, getattr(self, name))
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (one logit per class); got {self.num_classes}")
         if self.cell not in get_args(Cell):
             raise ValueError(f"cell must be one of {get_args(Cell)}; got {self.cell!r}")
         if self.readout not in get_args(Readout):
@@ -174,17 +177,13 @@ class SequenceClassifier(nn.Module, SerializableModel):
         """A model rebuilt from a checkpoint's stored config and weights, in eval mode.
 
         The file is read safely (``torch.load(weights_only=True)``; see
-        :func:`seqclf.checkpoint.load_checkpoint`), so a file crafted to run code is refused.
+        :func:`seqclf.checkpoint.load_checkpoint`), so a file crafted to run code is refused;
+        its checksum, class name, config and weight shapes are checked.
 
         Example:
             >>> model = SequenceClassifier.from_checkpoint("runs/lstm/step-00001875.pt")  # doctest: +SKIP
         """
-        from .checkpoint import load_checkpoint, load_model_state, stored_model_config  # it imports this module
-
-        checkpoint = load_checkpoint(path)
-        model = cls.from_config(stored_model_config(checkpoint))
-        load_model_state(model, checkpoint)
-        return model.eval()
+        return rebuild_model(cls, ModelConfig, path)
 
     @property
     def num_features(self) -> int:

@@ -1,0 +1,114 @@
+"""A model as plain data: its class name, its config and its weights; and a model rebuilt from that.
+
+Generic over seqclf's model classes: any ``nn.Module`` with a ``config`` attribute (a frozen
+dataclass with ``to_dict``/``from_dict``) and a ``from_config`` class method is recorded
+and rebuilt the same way. It reads files only through :mod:`seqclf._files`, so a model
+module importing it imports nothing of the trainer or of :mod:`seqclf.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, TypeVar
+
+import torch
+from torch import nn
+
+from ._files import CheckpointError, read_file, to_cpu
+
+
+class ConfigType(Protocol):
+    """A model config class: ``to_dict`` gives plain data and ``from_dict`` rebuilds from it."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any: ...
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """``{"class", "config", "state_dict"}``: ``model``'s class name, config dict (None without one), weights."""
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    return {
+        "class": type(model).__name__,
+        "config": to_dict() if callable(to_dict) else None,
+        "state_dict": to_cpu(model.state_dict()),
+    }
+
+
+def check_model_record(model: nn.Module, record: object) -> dict[str, Any]:
+    """Check that the record fits ``model`` (class, config, weight names and shapes) without changing it.
+
+    Returns the record's ``state_dict``.
+
+    Raises:
+        CheckpointError: naming every config field that differs, or the weights that do not fit.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("state_dict"), dict):
+        raise CheckpointError(
+            "checkpoint 'model' must be a dict with a 'state_dict' dict; "
+            f"got {type(record.get('state_dict') if isinstance(record, dict) else record).__name__}"
+        )
+    stored_class, stored_config = record.get("class"), record.get("config")
+    if stored_class != type(model).__name__:
+        raise CheckpointError(f"model must be a {stored_class} like the checkpoint's; got {type(model).__name__}")
+    config = getattr(model, "config", None)
+    if isinstance(stored_config, dict) and callable(getattr(config, "to_dict", None)):
+        ours: dict[str, Any] = config.to_dict()  # type: ignore[union-attr]
+        theirs = stored_config
+        differ = sorted(key for key in {*ours, *theirs} if ours.get(key, "<unset>") != theirs.get(key, "<unset>"))
+        if differ:
+            details = ", ".join(f"{k}={theirs.get(k, '<unset>')!r} vs {ours.get(k, '<unset>')!r}" for k in differ)
+            raise CheckpointError(
+                f"model config must match the checkpoint's; fields {differ} differ (checkpoint vs model: {details})"
+            )
+    weights: dict[str, Any] = record["state_dict"]
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    wrong = sorted(
+        f"{name}: {tuple(weights[name].shape)} vs {tuple(value.shape)}"
+        for name, value in expected.items()
+        if name in weights and (not isinstance(weights[name], torch.Tensor) or weights[name].shape != value.shape)
+    )
+    problems = (("missing", missing), ("unexpected", unexpected), ("shapes differ (checkpoint vs model)", wrong))
+    if missing or unexpected or wrong:
+        found = "; ".join(f"{what} {names}" for what, names in problems if names)
+        raise CheckpointError(f"checkpoint weights must fit the model; got {found}")
+    return weights
+
+
+def rebuild_model(cls: type[M], config_class: type[ConfigType], path: str | os.PathLike[str]) -> M:
+    """``cls`` rebuilt from the config and weights of a checkpoint (or saved model) file, in eval mode.
+
+    ``cls`` must have a ``from_config(config)`` class method and ``config_class`` its config
+    class. The file is read safely (nothing in it can run code) and its checksum checked.
+
+    Raises:
+        CheckpointError: the file holds another class, no config, or weights that do not fit.
+    """
+    record = read_file(path).get("model")
+    if not isinstance(record, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} must hold a 'model' dict; got {type(record).__name__}")
+    if record.get("class") != cls.__name__:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} must hold a {cls.__name__} to rebuild one; got a {record.get('class')}: "
+            f"use {record.get('class')}.from_checkpoint"
+        )
+    stored = record.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(
+            f"checkpoint must hold a {cls.__name__} config to rebuild the model; got a {record.get('class')} without "
+            "one: build that model yourself and resume with Trainer.fit(..., resume_from=path)"
+        )
+    try:
+        config = config_class.from_dict(stored)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint model config is invalid: {error}") from error
+    model: M = getattr(cls, "from_config")(config)  # noqa: B009 (a class method every seqclf model has)
+    weights = check_model_record(model, record)
+    model.load_state_dict(weights)
+    return model.eval()
