@@ -146,7 +146,7 @@ def test_trains_with_trainer_and_rebuilds_from_its_checkpoint(tmp_path: Path, on
     rebuilt = LSTMFCN.from_checkpoint(path)
     assert rebuilt.config == model.config and not rebuilt.training
     torch.testing.assert_close(rebuilt(x, lengths), model.eval()(x, lengths), atol=0, rtol=0)
-    with pytest.raises(CheckpointError, match="config is invalid"):
+    with pytest.raises(CheckpointError, match="must hold a SequenceClassifier to rebuild one; got a LSTMFCN"):
         SequenceClassifier.from_checkpoint(path)
 
 

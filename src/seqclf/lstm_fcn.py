@@ -231,7 +231,7 @@ class LSTMFCN(nn.Module, SerializableModel):
         )
         lstm_input = c.input_size if c.layout == "parallel" else c.filters[-1]
         # the recurrent branch is SequenceClassifier's encoder; its own head is not used
-        self.lstm = SequenceClassifier(lstm_input, c.hidden_size, num_classes=1, readout=c.readout)
+        self.lstm = SequenceClassifier(lstm_input, c.hidden_size, num_classes=2, readout=c.readout)
         self.lstm.head = nn.Identity()  # type: ignore[assignment]
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.num_features, c.num_classes)
