@@ -91,10 +91,43 @@ def test_early_stopping_on_a_metric_that_stops_improving() -> None:
     trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)  # nothing ever improves
     history = trainer.fit((x, y), (x, y))
     assert len(history) == 3  # the first epoch sets the best, two more without improvement
-    assert stopper.state_dict() == {"best": history[0]["val_loss"], "bad_epochs": 2}
+    assert stopper.state_dict() == {"best": history[0]["val_loss"], "bad_epochs": 2, "best_epoch": 0}
     restored = EarlyStopping(monitor="val_loss", patience=2)
     restored.load_state_dict(stopper.state_dict())
     assert restored.state_dict() == stopper.state_dict()
+
+
+def test_early_stopping_restores_the_best_weights() -> None:
+    class ScriptedScore(Callback):
+        """Writes a scripted score into each record and keeps the weights (runs before EarlyStopping)."""
+
+        def __init__(self) -> None:
+            self.weights: list[dict[str, torch.Tensor]] = []
+
+        def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+            record["score"] = [3.0, 1.0, 2.0, 4.0, 5.0, 6.0][record["epoch"]]
+            self.weights.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    scripted = ScriptedScore()
+    stopper = EarlyStopping(monitor="score", patience=3, restore_best_weights=True)
+    x, y = make_sequences(32)
+    trainer = trainer_with(scripted, stopper, epochs=6)
+    history = trainer.fit((x, y))
+    assert len(history) == 5 and stopper.best_epoch == 1  # epochs 2, 3, 4 did not improve
+    assert not torch.equal(scripted.weights[1]["head.weight"], scripted.weights[4]["head.weight"])
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, scripted.weights[1][key], rtol=0, atol=0)
+    restored = EarlyStopping(monitor="score", restore_best_weights=True)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.best_epoch == 1 and restored.best_weights is not None
+
+
+def test_early_stopping_keeps_the_last_weights_by_default() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=50)
+    x, y = make_sequences(32)
+    trainer = trainer_with(stopper, epochs=3)
+    trainer.fit((x, y), (x, y))
+    assert stopper.best_weights is None and "best_weights" not in stopper.state_dict()
 
 
 def test_early_stopping_names_a_missing_monitor() -> None:

@@ -508,7 +508,7 @@ def test_a_failed_resume_leaves_the_trainer_unchanged(tmp_path: Path) -> None:
         trainer.fit(make_sequences(16), resume_from=path)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items()), "weights were overwritten"
     assert str(raised.value).endswith("parameter groups of [10] parameters; got groups of [2, 8]")
-    assert early.state_dict() == {"best": float("inf"), "bad_epochs": 0}
+    assert early.state_dict() == {"best": float("inf"), "bad_epochs": 0, "best_epoch": None}
     assert trainer.state.step == 0 and len(trainer.history) == 0 and not trainer.optimizer.state
 
 

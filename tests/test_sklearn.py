@@ -17,7 +17,9 @@ from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.utils import estimator_checks  # noqa: E402
 
+from seqclf import LSTMFCN, LSTMFCNConfig  # noqa: E402
 from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError  # noqa: E402
+from seqclf.recipes import SMALL_DATA  # noqa: E402
 from seqclf.sklearn import SequenceClassifierEstimator  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,7 +35,7 @@ def toy(n: int = 48, time: int = 8, features: int = 2, seed: int = 0) -> tuple[n
 
 
 def small(**params: Any) -> SequenceClassifierEstimator:
-    return SequenceClassifierEstimator(**{"hidden_size": 8, "max_steps": 40, "lr": 1e-2,
+    return SequenceClassifierEstimator(**{"model": "lstm", "hidden_size": 8, "min_steps": 40, "lr": 1e-2,
                                           "random_state": 0, "device": "cpu", **params})
 
 
@@ -94,7 +96,7 @@ def test_ints_and_float32_are_accepted_and_the_input_is_not_modified() -> None:
         ({}, np.zeros((10, 8, 1)), np.arange(9) % 2, ValueError, r"y must have one label per sequence of X \(10\); got 9 labels"),
         ({}, np.full((10, 8, 1), np.nan), np.arange(10) % 2, ValueError, "must be finite"),
         ({}, np.array([["a"] * 8] * 10)[..., None], np.arange(10) % 2, TypeError, "X must hold numbers; got dtype <U1"),
-        ({"max_steps": 0}, np.zeros((10, 8, 1)), np.arange(10) % 2, ValueError, "max_steps must be a positive int; got 0"),
+        ({"min_steps": 0}, np.zeros((10, 8, 1)), np.arange(10) % 2, ValueError, "min_steps must be a positive int; got 0"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(
@@ -139,9 +141,9 @@ def test_clone_get_params_set_params() -> None:
 
 def test_cross_val_score_and_grid_search_on_3d_arrays() -> None:
     x, y = toy(n=36)
-    scores = cross_val_score(small(max_steps=20), x, y, cv=3)
+    scores = cross_val_score(small(min_steps=20), x, y, cv=3)
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
-    search = GridSearchCV(small(max_steps=20), {"hidden_size": [4, 8]}, cv=2).fit(x, y)
+    search = GridSearchCV(small(min_steps=20), {"hidden_size": [4, 8]}, cv=2).fit(x, y)
     assert search.best_params_["hidden_size"] in (4, 8)
     assert search.predict(x).shape == (36,) and search.best_estimator_.classes_.tolist() == ["down", "up"]
 
@@ -225,9 +227,26 @@ def test_italy_power_demand_from_aeon_in_three_lines() -> None:
     datasets = pytest.importorskip("aeon.datasets", reason="aeon is needed for its bundled UCR data")
     x_train, y_train = datasets.load_classification("ItalyPowerDemand", split="train")  # (67, 1, 24), labels "1"/"2"
     x_test, y_test = datasets.load_classification("ItalyPowerDemand", split="test")  # (1029, 1, 24)
-    settings = {"hidden_size": 64, "lr": 1e-3, "batch_size": 16, "max_steps": 200}  # LSTM, normalize=True
+    settings = {"model": "lstm", "hidden_size": 64, "lr": 1e-3, "batch_size": 16, "min_steps": 200}  # normalize=True
     clf = SequenceClassifierEstimator(layout="nct", random_state=0, device="cpu", **settings).fit(x_train, y_train)
-    # Measured with these settings (one torch thread) over random_state 0..11: test accuracy min 0.954,
-    # mean 0.964, std 0.004 (InceptionTime's published figure is 0.966). 0.93 is 8 std below the mean.
+    # Measured with these settings (one torch thread, the estimator's SmallDataRecipe) over random_state 0..7:
+    # test accuracy min 0.960, mean 0.965, std 0.002 (InceptionTime's published figure is 0.966).
+    # 0.93 is over 10 std below the mean.
     assert clf.score(x_test, y_test) > 0.93
     assert set(clf.predict(x_test[:5]).tolist()) <= {"1", "2"}
+
+
+def test_defaults_are_the_time_series_model_and_recipe() -> None:
+    x, y = toy(n=24)
+    clf = SequenceClassifierEstimator(min_steps=3, random_state=0, device="cpu").fit(x, y)
+    assert isinstance(clf.model_, LSTMFCN) and clf.model_.config == LSTMFCNConfig(input_size=2, num_classes=2,
+                                                                                   normalize=True)
+    assert clf.model_.normalize is not None and clf.model_.normalize.is_fitted
+    params = clf.get_params()
+    assert SequenceClassifierEstimator().get_params()["min_steps"] == SMALL_DATA.min_steps
+    assert (params["batch_size"], params["lr"], params["val_fraction"]) == (
+        SMALL_DATA.batch_size, SMALL_DATA.lr, SMALL_DATA.val_fraction)
+    with pytest.raises(ValueError, match=r"\['cell'\] apply to model='lstm' only; got \{'cell': 'gru'\}"):
+        SequenceClassifierEstimator(cell="gru", device="cpu").fit(x, y)
+    with pytest.raises(ValueError, match="model must be 'lstm_fcn' or 'lstm'; got 'cnn'"):
+        SequenceClassifierEstimator(model="cnn", device="cpu").fit(x, y)  # type: ignore[arg-type]

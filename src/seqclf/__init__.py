@@ -16,6 +16,8 @@ from .checkpoint import latest_checkpoint as latest_checkpoint
 from .data import TensorSequenceDataset as TensorSequenceDataset
 from .data import pad_sequences as pad_sequences
 from .history import History as History
+from .lstm_fcn import LSTMFCN as LSTMFCN
+from .lstm_fcn import LSTMFCNConfig as LSTMFCNConfig
 from .model import ModelConfig as ModelConfig
 from .model import SequenceClassifier as SequenceClassifier
 from .model import StreamState as StreamState
@@ -26,11 +28,13 @@ from .trainer import TrainState as TrainState
 from .transforms import image_rows_as_sequence as image_rows_as_sequence
 
 __all__ = [
+    "LSTMFCN",
     "Callback",
     "Checkpoint",
     "CheckpointError",
     "DivergenceError",
     "History",
+    "LSTMFCNConfig",
     "ModelConfig",
     "SequenceClassifier",
     "StreamState",

@@ -104,6 +104,9 @@ class EarlyStopping(Callback):
         patience: epochs without improvement before stopping.
         mode: ``"min"`` if smaller is better, ``"max"`` if larger is better.
         min_delta: the smallest change that counts as an improvement.
+        restore_best_weights: at the end of the fit (stopped early or not), load the
+            model weights of the best epoch back into the model. The best weights are
+            part of this callback's state, so a resumed run restores them too.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class EarlyStopping(Callback):
         patience: int = 3,
         mode: Literal["min", "max"] = "min",
         min_delta: float = 0.0,
+        restore_best_weights: bool = False,
     ) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be an int >= 1; got {patience!r}")
@@ -119,9 +123,14 @@ class EarlyStopping(Callback):
             raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}")
         if min_delta < 0:
             raise ValueError(f"min_delta must be >= 0; got {min_delta!r}")
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights must be a bool; got {restore_best_weights!r}")
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.restore_best_weights = restore_best_weights
         self.best = math.inf if mode == "min" else -math.inf
         self.bad_epochs = 0
+        self.best_epoch: int | None = None
+        self.best_weights: dict[str, Tensor] | None = None
 
     def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
         value = record.get(self.monitor)
@@ -132,7 +141,9 @@ class EarlyStopping(Callback):
             )
         better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
         if better:
-            self.best, self.bad_epochs = float(value), 0
+            self.best, self.bad_epochs, self.best_epoch = float(value), 0, trainer.state.epoch
+            if self.restore_best_weights:
+                self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
@@ -140,14 +151,31 @@ class EarlyStopping(Callback):
                 logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
             trainer.state.should_stop = trainer.state.finished = True  # an end, not a pause
 
+    def on_fit_end(self, trainer: Trainer) -> None:
+        finished = trainer.state.finished or trainer.state.epoch >= trainer.epochs
+        # a paused or interrupted run keeps its current weights, so that it resumes exactly
+        if self.restore_best_weights and self.best_weights is not None and finished:
+            trainer.model.load_state_dict(self.best_weights)
+            if trainer.is_main_process:
+                logger.info("restored the weights of epoch %s (%s=%.4g)", self.best_epoch, self.monitor, self.best)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
+        state: dict[str, Any] = {"best": self.best, "bad_epochs": self.bad_epochs, "best_epoch": self.best_epoch}
+        if self.best_weights is not None:
+            state["best_weights"] = self.best_weights
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+        best_epoch = state.get("best_epoch")
+        self.best_epoch = None if best_epoch is None else int(best_epoch)
+        self.best_weights = state.get("best_weights")
 
     def __repr__(self) -> str:
-        return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, mode={self.mode!r})"
+        return (
+            f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, mode={self.mode!r}, "
+            f"restore_best_weights={self.restore_best_weights})"
+        )
 
 
 class PeriodicEvaluation(Callback):

@@ -4,6 +4,11 @@
 ``FAST`` reaches the tutorial's 3-epoch Fashion-MNIST test accuracy in a fraction of its
 time: larger batches use the hardware better, and a one-cycle schedule (warm up to a
 high rate, then anneal) lets fewer steps go as far (see ``docs/benchmarks.md``).
+
+:class:`SmallDataRecipe` trains on the small data sets typical of time-series
+classification (tens to hundreds of sequences): a budget in optimizer steps rather than
+epochs, a one-cycle schedule, and a stratified validation split with early stopping that
+restores the best weights.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from functools import partial
 from typing import Any, Literal, get_args
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from . import distributed
-from .callbacks import Callback, LRScheduler
+from .callbacks import Callback, EarlyStopping, LRScheduler
 from .trainer import Trainer
 
 __all__ = ["FAST", "RECIPES", "TUTORIAL", "Recipe"]
@@ -102,3 +107,154 @@ FAST = Recipe(batch_size=256, epochs=3, lr=2e-2, schedule="one_cycle")
 
 RECIPES: dict[str, Recipe] = {"tutorial": TUTORIAL, "fast": FAST}
 """The recipes by name, as ``examples/mnist_lstm.py --recipe`` offers them."""
+
+
+@dataclass(frozen=True)
+class SmallDataRecipe:
+    """How to train on a small data set: enough steps, a schedule, and the best weights kept.
+
+    A tiny training set gives few optimizer steps per epoch, so an epoch budget that suits
+    large data leaves a model underfitted. This recipe trains for at least ``min_steps``
+    optimizer steps and at least ``min_epochs`` epochs, with a one-cycle schedule
+    (warm up to ``lr``, then cosine annealing to nearly 0). When the data set is large
+    enough for a validation set of ``min_val_size`` sequences, a stratified
+    ``val_fraction`` of it is held out: the weights of the epoch with the lowest
+    validation loss are restored at the end, and training stops early when the validation
+    loss has not improved for ``patience`` of the epochs. A smaller validation set is too
+    coarse to choose weights by (measured: it loses accuracy, see ``docs/benchmarks.md``),
+    so a smaller data set trains on everything and keeps the weights at the end of the
+    annealed schedule, as the field's reference deep models do. The same settings serve
+    every data set.
+
+    Attributes:
+        batch_size: sequences per optimizer step (fewer when the data set is smaller).
+        min_steps: the least number of optimizer steps of a run.
+        min_epochs: the least number of epochs of a run.
+        lr: Adam's peak learning rate.
+        warmup: the fraction of the steps spent warming up.
+        val_fraction: fraction of each class held out for validation (at least one
+            sequence of each class with two or more); ``0`` trains on everything for the
+            whole budget and keeps the last weights.
+        min_val_size: hold out a validation set only when it would have at least this
+            many sequences.
+        patience: early stopping's patience as a fraction of the run's epochs.
+
+    Example:
+        >>> from seqclf import LSTMFCN
+        >>> model = LSTMFCN(input_size=1, num_classes=2)
+        >>> trainer = SmallDataRecipe(min_steps=10, min_epochs=1).fit(
+        ...     model, torch.randn(20, 30, 1), torch.arange(20) % 2, seed=0)
+        >>> trainer.predict(torch.randn(3, 30, 1)).shape
+        torch.Size([3])
+    """
+
+    batch_size: int = 16
+    min_steps: int = 1000
+    min_epochs: int = 30
+    lr: float = 3e-3
+    warmup: float = 0.1
+    val_fraction: float = 0.2
+    min_val_size: int = 50
+    patience: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "min_steps", "min_epochs", "min_val_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive float; got {self.lr!r}")
+        if not 0.0 < self.warmup < 1.0:
+            raise ValueError(f"warmup must be a float in (0, 1); got {self.warmup!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be a float in [0, 1); got {self.val_fraction!r}")
+        if not 0.0 < self.patience <= 1.0:
+            raise ValueError(f"patience must be a float in (0, 1]; got {self.patience!r}")
+
+    def epochs(self, train_size: int) -> int:
+        """Epochs of a run on ``train_size`` sequences: enough for ``min_steps`` and ``min_epochs``."""
+        steps_per_epoch = math.ceil(train_size / self.batch_size)
+        return max(self.min_epochs, math.ceil(self.min_steps / steps_per_epoch))
+
+    def split(self, y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """Stratified indices ``(train, validation)`` of labels ``y``; a seeded, shuffled draw.
+
+        Each class with ``n >= 2`` members gives ``max(1, round(val_fraction * n))`` of them
+        (but never all) to validation; a class with one member stays in training. When the
+        validation set would have fewer than ``min_val_size`` sequences it is empty.
+        """
+        if not isinstance(y, Tensor) or y.dim() != 1:
+            raise ValueError(f"y must be a 1-D tensor of class indices; got {type(y).__name__}")
+        generator = torch.Generator().manual_seed(seed)
+        train, val = [], []
+        for label in torch.unique(y):
+            members = torch.nonzero(y == label).flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            held = 0
+            if self.val_fraction > 0 and len(members) >= 2:
+                held = min(len(members) - 1, max(1, round(self.val_fraction * len(members))))
+            val.append(members[:held])
+            train.append(members[held:])
+        held_out = torch.cat(val)
+        if len(held_out) < self.min_val_size:
+            return torch.arange(len(y)), held_out[:0]
+        return torch.cat(train).sort().values, held_out.sort().values
+
+    def callbacks(self, train_size: int, *, validation: bool = True) -> list[Callback]:
+        """Early stopping (with a validation set) then the schedule, for ``train_size`` sequences."""
+        epochs = self.epochs(train_size)
+        factory = partial(
+            torch.optim.lr_scheduler.OneCycleLR,
+            max_lr=self.lr,
+            total_steps=epochs * math.ceil(train_size / self.batch_size),
+            pct_start=self.warmup,
+        )
+        stopping: list[Callback] = []
+        if validation:
+            patience = max(1, math.ceil(self.patience * epochs))
+            stopping = [EarlyStopping("val_loss", patience=patience, restore_best_weights=True)]
+        return [*stopping, LRScheduler(factory)]
+
+    def fit(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        seed: int = 0,
+        callbacks: Sequence[Callback] = (),
+        **kwargs: Any,
+    ) -> Trainer:
+        """Train ``model`` on ``x`` ``(N, T, F)``, labels ``y`` ``(N,)``; returns the trainer.
+
+        The validation split is drawn from ``seed``, which also seeds the trainer;
+        ``kwargs`` go to :class:`Trainer` (``device``, ``progress``).
+        """
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y):
+            raise ValueError(
+                "x and y must be tensors with one label per sequence; "
+                f"got {type(x).__name__} of {len(x)} and {type(y).__name__} of {len(y)}"
+            )
+        train_index, val_index = self.split(y, seed)
+        trainer = Trainer(
+            model,
+            epochs=self.epochs(len(train_index)),
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=seed,
+            callbacks=[*callbacks, *self.callbacks(len(train_index), validation=len(val_index) > 0)],
+            **kwargs,
+        )
+        trainer.fit(_subset(x, y, lengths, train_index), _subset(x, y, lengths, val_index) if len(val_index) else None)
+        return trainer
+
+
+def _subset(x: Tensor, y: Tensor, lengths: Tensor | None, index: Tensor) -> tuple[Tensor, ...]:
+    if lengths is None:
+        return x[index], y[index]
+    return x[index], lengths[index], y[index]
+
+
+SMALL_DATA = SmallDataRecipe()
+"""The time-series default: at least 1000 steps of 16, one-cycle to 3e-3, 20% validation (if >= 50)."""

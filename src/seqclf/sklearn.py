@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import pickle
 import re
@@ -32,17 +31,19 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
 
 from ._version import __version__
-from .callbacks import Callback
 from .checkpoint import CheckpointError, UnsafeCheckpointError
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from .lstm_fcn import LSTMFCN
 from .model import SequenceClassifier
-from .trainer import Trainer, resolve_device
+from .recipes import SMALL_DATA, SmallDataRecipe
+from .trainer import resolve_device
 
 __all__ = ["SequenceClassifierEstimator"]
 
 logger = logging.getLogger(__name__)
 
 Layout = Literal["ntc", "nct"]
+Model = Literal["lstm_fcn", "lstm"]
 FORMAT = "seqclf.sklearn"
 """The ``format`` field of a file written by :meth:`SequenceClassifierEstimator.save`."""
 FORMAT_VERSION = 1
@@ -57,25 +58,35 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     scikit-learn classifier. ``X`` is 3-D: 2-D input is refused (it is ambiguous:
     univariate series and tabular rows look the same), with a hint to add an axis.
 
-    The model standardises each feature inside itself (``normalize=True``), with
-    statistics fitted on the training data and saved with the weights.
+    The defaults are the library's time-series model and recipe: an
+    :class:`~seqclf.LSTMFCN` trained with :data:`seqclf.recipes.SMALL_DATA` (at least
+    ``min_steps`` optimizer steps, a one-cycle schedule, a validation split with early
+    stopping on data sets large enough for one); see ``docs/time-series.md``. The model
+    standardises each feature inside itself (``normalize=True``), with statistics fitted
+    on the training data and saved with the weights.
 
     Args:
         layout: how ``X`` is laid out. ``"ntc"``: a numpy array ``(n_cases,
             n_timepoints, n_features)`` or a list of ``(n_timepoints_i, n_features)``
             arrays. ``"nct"``: channels-first as in aeon and sktime, ``(n_cases,
             n_channels, n_timepoints)`` or a list of ``(n_channels, n_timepoints_i)``.
-        hidden_size: hidden units of the recurrent layer (per direction).
-        num_layers: stacked recurrent layers.
-        cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
-        bidirectional: also read each sequence backwards.
-        dropout: dropout between stacked layers and before the head.
+        model: ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`) or ``"lstm"`` (a plain
+            :class:`~seqclf.SequenceClassifier`).
+        hidden_size: hidden units of the recurrent layer (per direction); None: the
+            model's default (32 for ``"lstm_fcn"``, 64 for ``"lstm"``).
+        num_layers: stacked recurrent layers (``"lstm"`` only).
+        cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (``"lstm"`` only).
+        bidirectional: also read each sequence backwards (``"lstm"`` only).
+        dropout: dropout before the head (and between stacked layers); None: the
+            model's default (0.2 for ``"lstm_fcn"``, 0 for ``"lstm"``).
         readout: ``"last"``, ``"mean"`` or ``"max"`` (see :class:`seqclf.SequenceClassifier`).
         normalize: standardise each feature inside the model.
-        max_steps: the training budget in optimizer steps (not epochs, so that a
-            tiny training set still gets enough updates).
+        min_steps: the training budget in optimizer steps (not epochs, so that a tiny
+            training set still gets enough updates); at least 30 epochs are run.
         batch_size: sequences per optimizer step (at most the training set's size).
-        lr: Adam's learning rate.
+        lr: Adam's peak learning rate (one-cycle schedule).
+        val_fraction: the fraction held out for early stopping when the data set is
+            large enough (see :class:`~seqclf.recipes.SmallDataRecipe`); 0: never.
         random_state: seeds the initial weights, the shuffling and dropout; an int for
             reproducible fits, None for a fresh draw from numpy's global generator.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
@@ -90,7 +101,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         >>> import numpy as np
         >>> X = np.random.default_rng(0).normal(size=(40, 12, 2))  # (n_cases, n_timepoints, n_features)
         >>> y = np.where(X[:, :, 0].mean(axis=1) > 0, "up", "down")
-        >>> clf = SequenceClassifierEstimator(max_steps=20, random_state=0, device="cpu").fit(X, y)
+        >>> clf = SequenceClassifierEstimator(min_steps=20, random_state=0, device="cpu").fit(X, y)
         >>> clf.classes_.tolist(), clf.predict(X[:3]).shape, clf.predict_proba(X[:3]).shape
         (['down', 'up'], (3,), (3, 2))
     """
@@ -99,20 +110,23 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self,
         *,
         layout: Layout = "ntc",
-        hidden_size: int = 64,
+        model: Model = "lstm_fcn",
+        hidden_size: int | None = None,
         num_layers: int = 1,
         cell: str = "lstm",
         bidirectional: bool = False,
-        dropout: float = 0.0,
+        dropout: float | None = None,
         readout: str = "last",
         normalize: bool = True,
-        max_steps: int = 1000,
-        batch_size: int = 16,
-        lr: float = 1e-3,
+        min_steps: int = SMALL_DATA.min_steps,
+        batch_size: int = SMALL_DATA.batch_size,
+        lr: float = SMALL_DATA.lr,
+        val_fraction: float = SMALL_DATA.val_fraction,
         random_state: int | None = None,
         device: str = "auto",
     ) -> None:
         self.layout = layout
+        self.model = model
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.cell = cell
@@ -120,40 +134,57 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self.dropout = dropout
         self.readout = readout
         self.normalize = normalize
-        self.max_steps = max_steps
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
+        self.val_fraction = val_fraction
         self.random_state = random_state
         self.device = device
 
     # ------------------------------------------------------ the two steps to swap
     def _build_model(self, n_features: int, n_classes: int) -> nn.Module:
         """A fresh model mapping ``(x (B, T, n_features), lengths)`` to logits ``(B, n_classes)``."""
-        return SequenceClassifier(
-            input_size=n_features,
-            hidden_size=self.hidden_size,
-            num_classes=n_classes,
-            num_layers=self.num_layers,
-            cell=self.cell,  # type: ignore[arg-type]  # checked by ModelConfig
-            bidirectional=self.bidirectional,
-            dropout=self.dropout,
-            readout=self.readout,  # type: ignore[arg-type]
-            normalize=self.normalize,
-        )
+        if self.model == "lstm_fcn":
+            lstm_only = {"num_layers": (self.num_layers, 1), "cell": (self.cell, "lstm"),
+                         "bidirectional": (self.bidirectional, False)}
+            changed = {name: value for name, (value, default) in lstm_only.items() if value != default}
+            if changed:
+                raise ValueError(f"{sorted(changed)} apply to model='lstm' only; got {changed} with model='lstm_fcn'")
+            return LSTMFCN(
+                input_size=n_features,
+                num_classes=n_classes,
+                hidden_size=32 if self.hidden_size is None else self.hidden_size,
+                readout=self.readout,  # type: ignore[arg-type]  # checked by LSTMFCNConfig
+                dropout=0.2 if self.dropout is None else self.dropout,
+                normalize=self.normalize,
+            )
+        if self.model == "lstm":
+            return SequenceClassifier(
+                input_size=n_features,
+                hidden_size=64 if self.hidden_size is None else self.hidden_size,
+                num_classes=n_classes,
+                num_layers=self.num_layers,
+                cell=self.cell,  # type: ignore[arg-type]  # checked by ModelConfig
+                bidirectional=self.bidirectional,
+                dropout=0.0 if self.dropout is None else self.dropout,
+                readout=self.readout,  # type: ignore[arg-type]
+                normalize=self.normalize,
+            )
+        raise ValueError(f"model must be 'lstm_fcn' or 'lstm'; got {self.model!r}")
 
     def _train(self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor, seed: int) -> None:
         """Train ``model`` in place on ``x`` ``(N, T, F)``, ``lengths`` ``(N,)`` or None, ``y`` ``(N,)`` int64.
 
-        The recipe: Adam at ``lr`` for ``max_steps`` optimizer steps of ``batch_size``.
+        The recipe: :class:`~seqclf.recipes.SmallDataRecipe` with this estimator's
+        ``min_steps``, ``batch_size``, ``lr`` and ``val_fraction``.
         """
-        _check_positive_int("max_steps", self.max_steps)
-        batch_size = min(_check_positive_int("batch_size", self.batch_size), len(x))
-        epochs = math.ceil(self.max_steps / math.ceil(len(x) / batch_size))
-        trainer = Trainer(
-            model, epochs=epochs, batch_size=batch_size, lr=self.lr, seed=seed, device=self.device,
-            callbacks=[_StepBudget(self.max_steps)], progress=False,
+        recipe = SmallDataRecipe(
+            batch_size=min(_check_positive_int("batch_size", self.batch_size), len(x)),
+            min_steps=_check_positive_int("min_steps", self.min_steps),
+            lr=self.lr,
+            val_fraction=self.val_fraction,
         )
-        trainer.fit((x, y) if lengths is None else (x, lengths, y))
+        recipe.fit(model, x, y, lengths, seed=seed, device=self.device, progress=False)
 
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> SequenceClassifierEstimator:
@@ -354,14 +385,3 @@ def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return int(value)
-
-
-class _StepBudget(Callback):
-    """Stop training after ``steps`` optimizer steps."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-
-    def on_batch_end(self, trainer: Trainer, output: Any) -> None:
-        if trainer.state.step >= self.steps:
-            trainer.state.should_stop = True

@@ -1,0 +1,301 @@
+"""LSTM-FCN: an LSTM branch beside a fully convolutional branch, padding-correct for any length.
+
+The architecture follows Karim et al. (2017), "LSTM Fully Convolutional Networks for Time
+Series Classification": three 1-D convolution blocks (convolution, normalisation, ReLU)
+whose output is averaged over time, concatenated with an LSTM's encoding of the same
+sequence, then a linear head. The LSTM branch is :class:`~seqclf.SequenceClassifier`'s
+encoder, so every improvement to it (and its padding handling) is inherited here.
+
+Padding never changes a result: before each convolution the padded steps are set to
+zero, so every valid step sees exactly what it would see were its sequence alone (a
+"same" convolution pads with zeros too); normalisation statistics and the average over
+time count valid steps only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ._model_record import rebuild_model
+from .model import Readout, SequenceClassifier
+from .normalization import Standardize
+from .serialization import SerializableModel
+
+Norm = Literal["batch", "layer"]
+Layout = Literal["parallel", "serial"]
+
+__all__ = ["LSTMFCN", "LSTMFCNConfig", "MaskedBatchNorm1d"]
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+
+
+@dataclass(frozen=True)
+class LSTMFCNConfig:
+    """Everything needed to rebuild an :class:`LSTMFCN` (stored in checkpoints).
+
+    The defaults are the library's time-series model, chosen by measurement on UCR/UEA
+    data (see ``docs/benchmarks.md``); only the two sizes have none.
+    """
+
+    input_size: int
+    num_classes: int
+    hidden_size: int = 32
+    filters: tuple[int, ...] = (64, 128, 64)
+    kernel_sizes: tuple[int, ...] = (8, 5, 3)
+    norm: Norm = "batch"
+    layout: Layout = "parallel"
+    readout: Readout = "last"
+    dropout: float = 0.2
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "num_classes", "hidden_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("filters", "kernel_sizes"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # from JSON
+                object.__setattr__(self, name, tuple(value))
+                value = getattr(self, name)
+            if not isinstance(value, tuple) or not value:
+                raise ValueError(f"{name} must be a non-empty tuple of positive ints; got {value!r}")
+            for i, item in enumerate(value):
+                _positive_int(f"{name}[{i}]", item)
+        if len(self.filters) != len(self.kernel_sizes):
+            raise ValueError(
+                f"filters and kernel_sizes must have the same length (one per block); "
+                f"got {len(self.filters)} and {len(self.kernel_sizes)}"
+            )
+        if self.norm not in get_args(Norm):
+            raise ValueError(f"norm must be one of {get_args(Norm)}; got {self.norm!r}")
+        if self.layout not in get_args(Layout):
+            raise ValueError(f"layout must be one of {get_args(Layout)}; got {self.layout!r}")
+        if self.readout not in get_args(Readout):
+            raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, (int, float))
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ValueError(f"dropout must be a float in [0, 1); got {self.dropout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (JSON- and ``weights_only``-safe; tuples become lists)."""
+        data = asdict(self)
+        data["filters"], data["kernel_sizes"] = list(self.filters), list(self.kernel_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LSTMFCNConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"model config has unknown fields {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm over ``(batch, channels, time)`` whose statistics count valid steps only.
+
+    With ``mask=None`` it is exactly :class:`torch.nn.BatchNorm1d`. With a mask, training
+    statistics (and so the running averages) are the mean and variance over the valid
+    steps of the batch, so the amount of padding, and what it holds, changes nothing.
+    In eval mode the running statistics are used and every step is normalised alone.
+    """
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Normalise ``x`` ``(B, C, T)``; ``mask`` ``(B, 1, T)`` is True on valid steps."""
+        if mask is None or not self.training:
+            return super().forward(x)
+        weights = mask.to(x.dtype)  # (B, 1, T)
+        count = weights.sum()
+        mean = (x * weights).sum(dim=(0, 2)) / count  # (C,)
+        centred = (x - mean[None, :, None]) * weights  # (B, C, T), zero on padding
+        var = centred.pow(2).sum(dim=(0, 2)) / count  # (C,) biased, as BatchNorm normalises with
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            assert self.num_batches_tracked is not None
+            self.num_batches_tracked.add_(1)
+            momentum = 0.1 if self.momentum is None else self.momentum
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(unbiased.detach(), momentum)
+        out = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)  # (B, C, T)
+        if self.affine:
+            out = out * self.weight[None, :, None] + self.bias[None, :, None]
+        return out
+
+
+class _ChannelLayerNorm(nn.LayerNorm):
+    """Layer norm over the channels of each step of ``(B, C, T)``: per step, so padding-free."""
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (B, C, T)
+
+
+class _ConvBlock(nn.Module):
+    """Zero the padding, convolve ("same" length), normalise, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm: Norm) -> None:
+        super().__init__()
+        # "same" length, the extra zero of an even kernel on the right (as padding="same" does)
+        self.pad = ((kernel_size - 1) // 2, kernel_size // 2)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, bias=False)
+        self.norm: MaskedBatchNorm1d | _ChannelLayerNorm = (
+            MaskedBatchNorm1d(out_channels) if norm == "batch" else _ChannelLayerNorm(out_channels)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is not None:
+            x = x.masked_fill(~mask, 0.0)  # (B, C_in, T): padding reads as the zeros of a lone sequence
+        h = self.conv(F.pad(x, self.pad))  # (B, C_out, T)
+        return F.relu(self.norm(h, mask))  # (B, C_out, T)
+
+
+class LSTMFCN(nn.Module, SerializableModel):
+    """LSTM-FCN time-series classifier; returns logits.
+
+    ``forward(x, lengths=None)`` takes ``x`` of shape ``(batch, time, input_size)`` and
+    optional ``lengths`` ``(batch,)``, the valid steps of each padded sequence, like
+    :class:`~seqclf.SequenceClassifier`. Padding never changes a result.
+    ``model.save(path)`` and ``LSTMFCN.load(path)`` write and read one safetensors file.
+
+    Args:
+        input_size: features (channels) per time step.
+        num_classes: number of output logits.
+        hidden_size: LSTM hidden units.
+        filters: output channels of each convolution block.
+        kernel_sizes: kernel size of each convolution block.
+        norm: ``"batch"`` (batch norm whose statistics count valid steps only) or
+            ``"layer"`` (layer norm over the channels of each step).
+        layout: ``"parallel"`` (LSTM-FCN: the LSTM reads the input beside the convolutions)
+            or ``"serial"`` (the LSTM reads the convolutions' output).
+        readout: how the LSTM's hidden states become one vector (see ``SequenceClassifier``).
+        dropout: dropout on the encoding before the head.
+        normalize: standardise each input feature inside the model
+            (:class:`~seqclf.normalization.Standardize`, as ``model.normalize``), with
+            statistics that ``Trainer.fit`` fits on the training data and that are saved
+            with the weights.
+
+    Examples:
+        >>> model = LSTMFCN(input_size=1, num_classes=3)
+        >>> model(torch.zeros(4, 50, 1)).shape
+        torch.Size([4, 3])
+    """
+
+    config_class: ClassVar[type[LSTMFCNConfig]] = LSTMFCNConfig
+    config: LSTMFCNConfig
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int = 32,
+        filters: tuple[int, ...] = (64, 128, 64),
+        kernel_sizes: tuple[int, ...] = (8, 5, 3),
+        norm: Norm = "batch",
+        layout: Layout = "parallel",
+        readout: Readout = "last",
+        dropout: float = 0.2,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = LSTMFCNConfig(
+            input_size=input_size,
+            num_classes=num_classes,
+            hidden_size=hidden_size,
+            filters=tuple(filters),
+            kernel_sizes=tuple(kernel_sizes),
+            norm=norm,
+            layout=layout,
+            readout=readout,
+            dropout=float(dropout),
+            normalize=normalize,
+        )
+        c = self.config
+        self.normalize: Standardize | None = Standardize(c.input_size) if c.normalize else None
+        channels = (c.input_size, *c.filters)
+        self.blocks = nn.ModuleList(
+            _ConvBlock(channels[i], channels[i + 1], k, c.norm) for i, k in enumerate(c.kernel_sizes)
+        )
+        lstm_input = c.input_size if c.layout == "parallel" else c.filters[-1]
+        # the recurrent branch is SequenceClassifier's encoder; its own head is not used
+        self.lstm = SequenceClassifier(lstm_input, c.hidden_size, num_classes=2, readout=c.readout)
+        self.lstm.head = nn.Identity()  # type: ignore[assignment]
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(self.num_features, c.num_classes)
+
+    @classmethod
+    def from_config(cls, config: LSTMFCNConfig) -> LSTMFCN:
+        """A freshly initialised model built from ``config``."""
+        return cls(**asdict(config))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str]) -> LSTMFCN:
+        """A model rebuilt from a checkpoint's stored config and weights, in eval mode (read safely)."""
+        return rebuild_model(cls, LSTMFCNConfig, path)
+
+    @property
+    def num_features(self) -> int:
+        """Size of the encoding returned by :meth:`forward_features`."""
+        if self.config.layout == "serial":
+            return self.config.hidden_size
+        return self.config.filters[-1] + self.config.hidden_size
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)``."""
+        return self.forward_head(self.forward_features(x, lengths))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Logits ``(batch, num_classes)`` from an encoding ``(batch, num_features)``."""
+        logits: Tensor = self.head(self.dropout(features))  # (B, C)
+        return logits
+
+    def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The encoding ``(batch, num_features)``: pooled convolutions beside the LSTM's."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[-1] != self.config.input_size or x.shape[1] == 0:
+            raise ValueError(
+                f"x must have shape (batch, time >= 1, {self.config.input_size}); got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor; got dtype {x.dtype}")
+        if lengths is not None:  # nothing branches on its values: no host sync, traceable
+            lengths = self.lstm._check_lengths(lengths, x)  # int64 on x.device
+        mask, valid_steps = None, None
+        if lengths is not None:
+            valid_steps = lengths[:, None].to(x.dtype)  # (B, 1)
+            mask = (torch.arange(x.shape[1], device=x.device) < lengths[:, None]).unsqueeze(1)  # (B, 1, T)
+        if self.normalize is not None:
+            x = self.normalize(x, lengths)  # (B, T, F)
+        h = x.transpose(1, 2)  # (B, F, T)
+        for block in self.blocks:
+            h = block(h, mask)  # (B, C_i, T)
+        if self.config.layout == "serial":
+            return self.lstm.forward_features(h.transpose(1, 2), lengths)  # (B, H)
+        if mask is None or valid_steps is None:
+            pooled = h.mean(dim=2)  # (B, C)
+        else:
+            pooled = h.masked_fill(~mask, 0.0).sum(dim=2) / valid_steps  # (B, C)
+        encoded = self.lstm.forward_features(x, lengths)  # (B, H)
+        return torch.cat([pooled, encoded], dim=1)  # (B, C + H)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"layout={c.layout!r}, norm={c.norm!r}, input_size={c.input_size}, filters={c.filters}, "
+            f"kernel_sizes={c.kernel_sizes}, hidden_size={c.hidden_size}, num_classes={c.num_classes}"
+            + (", normalize=True" if c.normalize else "")
+        )
