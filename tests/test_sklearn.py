@@ -17,8 +17,9 @@ from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.utils import estimator_checks  # noqa: E402
 
-from seqclf import LSTMFCN, LSTMFCNConfig  # noqa: E402
-from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError  # noqa: E402
+from seqclf import LSTMFCN, LSTMFCNConfig, SequenceClassifier, Trainer  # noqa: E402  # noqa: E402
+from seqclf._files import write_file  # noqa: E402
+from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError, save_checkpoint  # noqa: E402
 from seqclf.recipes import SMALL_DATA  # noqa: E402
 from seqclf.sklearn import SequenceClassifierEstimator  # noqa: E402
 
@@ -184,7 +185,7 @@ def test_save_and_load_keep_classes_and_predictions(tmp_path: Path) -> None:
     raw = torch.load(path, weights_only=True)  # plain data and tensors only
     assert raw["classes"] == ["down", "up"] and "normalize.mean" in raw["state_dict"]
 
-    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
         clf.save(path)
     ints = small().fit(x, np.where(y == "up", 1, 0))
     ints.save(path, overwrite=True)
@@ -203,15 +204,23 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
         SequenceClassifierEstimator.load(evil)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
-    with pytest.raises(CheckpointError, match=r"must be a file written by SequenceClassifierEstimator\.save"):
+    with pytest.raises(CheckpointError, match=r"must be a seqclf checkpoint"):
         SequenceClassifierEstimator.load(other)
+    trainer_file = tmp_path / "trainer.pt"
+    save_checkpoint(Trainer(SequenceClassifier(2, 4, 2), device="cpu", progress=False).state_dict(), trainer_file)
+    with pytest.raises(CheckpointError, match=r"must be a file written by SequenceClassifierEstimator\.save"):
+        SequenceClassifierEstimator.load(trainer_file)
     with pytest.raises(FileNotFoundError):
         SequenceClassifierEstimator.load(tmp_path / "missing.pt")
     x, y = toy()
     saved = small().fit(x, y).save(tmp_path / "clf.pt")
     data = torch.load(saved, weights_only=True)
     data["params"]["hidden_size"] = 9  # weights of another size
-    torch.save(data, saved)
+    torch.save(data, saved)  # the stored checksum no longer matches
+    with pytest.raises(CheckpointError, match=r"is corrupted"):
+        SequenceClassifierEstimator.load(saved)
+    data.pop("sha256")
+    write_file(data, saved, overwrite=True)  # a consistent file whose weights do not fit its hyperparameters
     with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
         SequenceClassifierEstimator.load(saved)
 

@@ -12,13 +12,8 @@ Needs scikit-learn (``pip install "seqclf[sklearn]"``)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import pickle
-import re
-import secrets
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,8 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
 
-from ._version import __version__
-from .checkpoint import CheckpointError, UnsafeCheckpointError
+from ._files import CheckpointError, read_file, write_file
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
 from .lstm_fcn import LSTMFCN
 from .model import SequenceClassifier
@@ -44,9 +38,10 @@ logger = logging.getLogger(__name__)
 
 Layout = Literal["ntc", "nct"]
 Model = Literal["lstm_fcn", "lstm"]
-FORMAT = "seqclf.sklearn"
-"""The ``format`` field of a file written by :meth:`SequenceClassifierEstimator.save`."""
-FORMAT_VERSION = 1
+KIND = "seqclf.sklearn"
+"""The ``kind`` field of a file written by :meth:`SequenceClassifierEstimator.save`."""
+KIND_VERSION = 1
+"""The layout version of that file this seqclf writes; it reads this version and older ones."""
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -242,10 +237,10 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         """Write the fitted estimator to ``path`` as plain data and tensors (no pickled code).
 
         The file holds the hyperparameters, ``classes_``, ``n_features_in_`` and the
-        model's weights; :meth:`load` reads it with ``torch.load(weights_only=True)``.
-        It is written to a temporary file and then renamed, so a failed save leaves any
-        file already at ``path`` as it was; an existing file is replaced only with
-        ``overwrite=True``.
+        model's weights, with a SHA-256 checksum; :meth:`load` reads it with
+        ``torch.load(weights_only=True)``. It is written to a temporary file and then
+        renamed, so a failed save leaves any file already at ``path`` as it was; an
+        existing file is replaced only with ``overwrite=True``.
         """
         check_is_fitted(self)
         params = self.get_params(deep=False)
@@ -256,32 +251,16 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         if not all(isinstance(c, _PLAIN) for c in classes):
             kinds = sorted({type(c).__name__ for c in classes})
             raise TypeError(f"classes_ must be str, int, float or bool labels to be saved; got {kinds}")
-        path = Path(path)
-        if path.is_dir():
-            raise IsADirectoryError(f"path must be a file path; got the directory {str(path)!r}")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"path {str(path)!r} already exists; pass overwrite=True to replace it")
-        payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "seqclf_version": __version__,
+        content = {
+            "kind": KIND,
+            "kind_version": KIND_VERSION,
             "params": params,
             "classes": classes,
             "classes_dtype": self.classes_.dtype.str,
             "n_features_in": self.n_features_in_,
             "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
         }
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(temporary, "xb") as file:
-                torch.save(payload, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-        return path
+        return write_file(content, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SequenceClassifierEstimator:
@@ -289,32 +268,19 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
         Raises:
             UnsafeCheckpointError: the file would run code when unpickled (nothing ran).
-            CheckpointError: the file is not a complete estimator file, or its weights do not
-                fit the model its hyperparameters build.
+            CheckpointError: the file is truncated, corrupted (checksum), not an estimator
+                file, or its weights do not fit the model its hyperparameters build.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"path must name an existing file; got {str(path)!r}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            found = re.search(r"GLOBAL ([\w.]+)", str(error))
-            if found is not None:
-                raise UnsafeCheckpointError(
-                    f"refused to load {str(path)!r}: an estimator file must hold only tensors and plain data; "
-                    f"got a file that would import and call {found.group(1)} when unpickled. Nothing in it was run."
-                ) from None
-            raise CheckpointError(f"{str(path)!r} must be a complete estimator file; got: {error}") from None
-        except Exception as error:
-            raise CheckpointError(f"{str(path)!r} must be a complete estimator file; got: {error}") from error
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CheckpointError(f"{str(path)!r} must be a file written by {cls.__name__}.save (format={FORMAT!r})")
-        if not isinstance(data.get("format_version"), int) or data["format_version"] > FORMAT_VERSION:
+        data = read_file(path)
+        if data.get("kind") != KIND:
             raise CheckpointError(
-                f"{str(path)!r} has format_version {data.get('format_version')!r}; this seqclf reads "
-                f"<= {FORMAT_VERSION}: upgrade seqclf to read it"
+                f"{str(path)!r} must be a file written by {cls.__name__}.save (kind={KIND!r}); "
+                f"got kind={data.get('kind')!r} (a trainer checkpoint loads with Trainer.load_state_dict)"
+            )
+        if not isinstance(data.get("kind_version"), int) or data["kind_version"] > KIND_VERSION:
+            raise CheckpointError(
+                f"{str(path)!r} has kind_version {data.get('kind_version')!r}; this seqclf reads "
+                f"<= {KIND_VERSION}: upgrade seqclf to read it"
             )
         try:
             estimator = cls(**data["params"])
