@@ -61,6 +61,24 @@ def test_onnx_export_carries_normalisation_inside_the_model(tmp_path: Path, one_
     assert not torch.allclose(plain(x, lengths), model(x, lengths))  # the normalisation changes the logits
 
 
+@pytest.mark.parametrize("layout", ["parallel", "serial"])
+def test_the_time_series_model_exports_with_its_normalisation(tmp_path: Path, one_thread: None, layout: str) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf import LSTMFCN
+    from seqclf.export import to_onnx
+
+    model = LSTMFCN(3, 4, hidden_size=5, filters=(4, 6, 4), layout=layout, normalize=True)  # type: ignore[arg-type]
+    assert model.normalize is not None
+    model.normalize.set_statistics(torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 1.0]))
+    model.train()(torch.randn(6, 9, 3), torch.tensor([9, 4, 2, 7, 1, 9]))  # batch-norm running statistics move
+    model.eval()
+    to_onnx(model, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for x, lengths in _padded_batches():
+        (logits,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
+        torch.testing.assert_close(torch.from_numpy(logits), model(x, lengths).detach(), atol=1e-4, rtol=0)
+
+
 def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
     pytest.importorskip("onnx", reason="ONNX export is the optional extra seqclf[onnx]")
     from seqclf.export import to_onnx
