@@ -51,7 +51,7 @@ def to_onnx(
     The model is exported with the TorchScript-based exporter (``dynamo=False``): it
     keeps the recurrent layers as ONNX ``LSTM``/``GRU``/``RNN`` operators with a dynamic
     time dimension, while torch's newer exporter unrolls them over a fixed number of steps
-    (and took 28 times as long in ``benchmarks/variable_length.py``). Its deprecation
+    (and took 28 to 57 times as long in ``benchmarks/variable_length.py``). Its deprecation
     notice is silenced here.
 
     Args:
