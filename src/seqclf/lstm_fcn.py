@@ -15,13 +15,14 @@ time count valid steps only.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
 from ._model_record import rebuild_model
 from .model import Readout, SequenceClassifier
 from .normalization import Standardize
@@ -31,11 +32,6 @@ Norm = Literal["batch", "layer"]
 Layout = Literal["parallel", "serial"]
 
 __all__ = ["LSTMFCN", "LSTMFCNConfig", "MaskedBatchNorm1d"]
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ class LSTMFCNConfig:
 
     def __post_init__(self) -> None:
         for name in ("input_size", "num_classes", "hidden_size"):
-            _positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))  # numpy ints stored as int
         for name in ("filters", "kernel_sizes"):
             value = getattr(self, name)
             if isinstance(value, list):  # from JSON
@@ -68,26 +64,17 @@ class LSTMFCNConfig:
             if not isinstance(value, tuple) or not value:
                 raise ValueError(f"{name} must be a non-empty tuple of positive ints; got {value!r}")
             for i, item in enumerate(value):
-                _positive_int(f"{name}[{i}]", item)
+                positive_int(f"{name}[{i}]", item)
         if len(self.filters) != len(self.kernel_sizes):
             raise ValueError(
                 f"filters and kernel_sizes must have the same length (one per block); "
                 f"got {len(self.filters)} and {len(self.kernel_sizes)}"
             )
-        if self.norm not in get_args(Norm):
-            raise ValueError(f"norm must be one of {get_args(Norm)}; got {self.norm!r}")
-        if self.layout not in get_args(Layout):
-            raise ValueError(f"layout must be one of {get_args(Layout)}; got {self.layout!r}")
-        if self.readout not in get_args(Readout):
-            raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
-        if not isinstance(self.normalize, bool):
-            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, (int, float))
-            or not 0.0 <= self.dropout < 1.0
-        ):
-            raise ValueError(f"dropout must be a float in [0, 1); got {self.dropout!r}")
+        one_of("norm", self.norm, get_args(Norm))
+        one_of("layout", self.layout, get_args(Layout))
+        one_of("readout", self.readout, get_args(Readout))
+        boolean("normalize", self.normalize)
+        fraction("dropout", self.dropout)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (JSON- and ``weights_only``-safe; tuples become lists)."""
@@ -98,11 +85,7 @@ class LSTMFCNConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LSTMFCNConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"model config has unknown fields {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
+from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
 from ._model_record import rebuild_model
 from .normalization import Standardize
 from .serialization import SerializableModel
@@ -17,11 +18,6 @@ Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
 
 _CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -43,23 +39,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
-            _check_positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))  # numpy ints stored as int
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (one logit per class); got {self.num_classes}")
-        if self.cell not in get_args(Cell):
-            raise ValueError(f"cell must be one of {get_args(Cell)}; got {self.cell!r}")
-        if self.readout not in get_args(Readout):
-            raise ValueError(f"readout must be one of {get_args(Readout)}; got {self.readout!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise TypeError(f"bidirectional must be a bool; got {self.bidirectional!r}")
-        if not isinstance(self.normalize, bool):
-            raise TypeError(f"normalize must be a bool; got {self.normalize!r}")
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, (int, float))
-            or not 0.0 <= self.dropout < 1.0
-        ):
-            raise ValueError(f"dropout must be a float in [0, 1); got {self.dropout!r}")
+        one_of("cell", self.cell, get_args(Cell))
+        one_of("readout", self.readout, get_args(Readout))
+        boolean("bidirectional", self.bidirectional)
+        boolean("normalize", self.normalize)
+        fraction("dropout", self.dropout)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (JSON- and ``weights_only``-safe)."""
@@ -68,11 +55,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"model config has unknown fields {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -334,7 +317,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
                 end of each sequence, which a stream has not reached).
         """
         self._require_one_direction()
-        _check_positive_int("batch_size", batch_size)
+        positive_int("batch_size", batch_size)
         weight = self.head.weight
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
         zeros = torch.zeros(shape, device=weight.device, dtype=weight.dtype)

@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
 
+from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
 from .lstm_fcn import LSTMFCN
@@ -174,8 +175,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         ``min_steps``, ``batch_size``, ``lr`` and ``val_fraction``.
         """
         recipe = SmallDataRecipe(
-            batch_size=min(_check_positive_int("batch_size", self.batch_size), len(x)),
-            min_steps=_check_positive_int("min_steps", self.min_steps),
+            batch_size=min(positive_int("batch_size", self.batch_size), len(x)),
+            min_steps=positive_int("min_steps", self.min_steps),
             lr=self.lr,
             val_fraction=self.val_fraction,
         )
@@ -347,7 +348,3 @@ def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:
     return seq.to(torch.float32)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
+from ._checks import positive_int
 from ._files import CheckpointError, to_cpu
 from ._interrupt import DeferredInterrupt
 from ._loader_order import LoaderOrder, epoch_seed
@@ -118,12 +119,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
-
-
 class Trainer:
     """Train, evaluate and apply a classifier that maps ``(x, lengths)`` to logits.
 
@@ -192,8 +187,8 @@ class Trainer:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        self.epochs = _positive_int("epochs", epochs)
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.epochs = positive_int("epochs", epochs)
+        self.batch_size = positive_int("batch_size", batch_size)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"lr must be a positive float; got {lr!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
