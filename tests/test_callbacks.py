@@ -122,6 +122,22 @@ def test_early_stopping_restores_the_best_weights() -> None:
     assert restored.best_epoch == 1 and restored.best_weights is not None
 
 
+@pytest.mark.parametrize("stops_early", [True, False])
+def test_the_last_checkpoint_holds_the_restored_best_weights(tmp_path: Path, stops_early: bool) -> None:
+    class ScriptedScore(Callback):
+        def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+            record["score"] = [3.0, 1.0, 2.0, 4.0, 5.0][record["epoch"]]
+
+    stopper = EarlyStopping(monitor="score", patience=2 if stops_early else 10, restore_best_weights=True)
+    trainer = trainer_with(ScriptedScore(), stopper, Checkpoint(tmp_path), epochs=5)
+    trainer.fit(make_sequences(32))
+    assert trainer.state.finished is stops_early
+    saved = SequenceClassifier.from_checkpoint(latest_checkpoint(tmp_path))
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(saved.state_dict()[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(value, stopper.best_weights[key], rtol=0, atol=0)  # type: ignore[index]
+
+
 def test_early_stopping_keeps_the_last_weights_by_default() -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=50)
     x, y = make_sequences(32)

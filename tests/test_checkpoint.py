@@ -558,6 +558,30 @@ def test_state_dict_round_trips_between_trainers_in_memory(tmp_path: Path) -> No
     assert all(torch.equal(v, first.optimizer.state_dict()["state"][0][k]) for k, v in kept.items())
 
 
+def test_a_state_dict_is_a_snapshot_that_later_training_does_not_change(tmp_path: Path) -> None:
+    trainer, train, _ = build_run(tmp_path, every_n_steps=100)
+    trainer.epochs = 1
+    trainer.fit(train)
+    snapshot = trainer.state_dict()
+    before = {k: v.clone() for k, v in snapshot["model"]["state_dict"].items()}
+    trainer.epochs = 2
+    trainer.fit(train)
+    assert all(torch.equal(before[k], v) for k, v in snapshot["model"]["state_dict"].items())
+    assert not torch.equal(before["head.weight"], trainer.model.state_dict()["head.weight"])
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_loads(tmp_path: Path) -> None:
+    model = SequenceClassifier(3, 4, 2)
+    trainer = Trainer(model, epochs=1, batch_size=8, seed=0, device="cpu", progress=False)
+    state = trainer.state_dict()
+    del state["model"]["config"]["normalize"]  # written before the field was added
+    path = save_checkpoint(state, tmp_path / "old.pt")
+    loaded = SequenceClassifier.from_checkpoint(path)
+    assert loaded.config == model.config
+    resumed = Trainer(SequenceClassifier(3, 4, 2), epochs=1, batch_size=8, device="cpu", progress=False)
+    resumed.load_state_dict(load_checkpoint(path))  # the trainer path checks the config the same way
+
+
 @dataclasses.dataclass(frozen=True)
 class MeanConfig:
     """The config of a second model class, not a SequenceClassifier: the rebuild is generic."""

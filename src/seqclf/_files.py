@@ -191,9 +191,13 @@ def _check_header(data: object, path: Path) -> None:
 
 
 def to_cpu(value: Any) -> Any:
-    """``value`` with every tensor in it detached and on the CPU (dicts, lists and tuples copied)."""
+    """A copy of ``value`` with every tensor in it detached and on the CPU.
+
+    Tensors are always copied, also those already on the CPU, so that a state taken
+    now does not change as training goes on (``Tensor.cpu()`` alone would share memory).
+    """
     if isinstance(value, Tensor):
-        return value.detach().cpu()
+        return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
         copy = type(value)()
         for key, item in value.items():

@@ -8,6 +8,7 @@ module importing it imports nothing of the trainer or of :mod:`seqclf.checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Protocol, TypeVar
 
@@ -60,6 +61,9 @@ def check_model_record(model: nn.Module, record: object) -> dict[str, Any]:
     if isinstance(stored_config, dict) and callable(getattr(config, "to_dict", None)):
         ours: dict[str, Any] = config.to_dict()  # type: ignore[union-attr]
         theirs = stored_config
+        with contextlib.suppress(TypeError, ValueError):
+            # fields added since the checkpoint was written take their defaults (e.g. normalize)
+            theirs = type(config).from_dict(stored_config).to_dict()  # type: ignore[union-attr]
         differ = sorted(key for key in {*ours, *theirs} if ours.get(key, "<unset>") != theirs.get(key, "<unset>"))
         if differ:
             details = ", ".join(f"{k}={theirs.get(k, '<unset>')!r} vs {ours.get(k, '<unset>')!r}" for k in differ)

@@ -104,8 +104,9 @@ class EarlyStopping(Callback):
         patience: epochs without improvement before stopping.
         mode: ``"min"`` if smaller is better, ``"max"`` if larger is better.
         min_delta: the smallest change that counts as an improvement.
-        restore_best_weights: at the end of the fit (stopped early or not), load the
-            model weights of the best epoch back into the model. The best weights are
+        restore_best_weights: at the end of the epoch that ends the fit (stopped early or
+            not), load the model weights of the best epoch back into the model, before any
+            ``Checkpoint`` saves, so the last checkpoint holds the weights the fit returns. The best weights are
             part of this callback's state, so a resumed run restores them too.
     """
 
@@ -144,17 +145,24 @@ class EarlyStopping(Callback):
             self.best, self.bad_epochs, self.best_epoch = float(value), 0, trainer.state.epoch
             if self.restore_best_weights:
                 self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+            self._restore_if_last(trainer)
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
             if trainer.is_main_process:
                 logger.info("early stopping: %s did not improve for %d epochs", self.monitor, self.patience)
             trainer.state.should_stop = trainer.state.finished = True  # an end, not a pause
+        self._restore_if_last(trainer)
 
-    def on_fit_end(self, trainer: Trainer) -> None:
-        finished = trainer.state.finished or trainer.state.epoch >= trainer.epochs
-        # a paused or interrupted run keeps its current weights, so that it resumes exactly
-        if self.restore_best_weights and self.best_weights is not None and finished:
+    def _restore_if_last(self, trainer: Trainer) -> None:
+        """Put the best weights back when this epoch ends the run.
+
+        It happens here, at the epoch's end, rather than in ``on_fit_end``, so that a
+        ``Checkpoint`` (which runs after every other callback) saves the weights the fit
+        returns. A paused or interrupted run keeps its current weights, so that it resumes exactly.
+        """
+        last = trainer.state.finished or trainer.state.epoch + 1 >= trainer.epochs
+        if self.restore_best_weights and self.best_weights is not None and last:
             trainer.model.load_state_dict(self.best_weights)
             if trainer.is_main_process:
                 logger.info("restored the weights of epoch %s (%s=%.4g)", self.best_epoch, self.monitor, self.best)

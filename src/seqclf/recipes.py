@@ -26,7 +26,7 @@ from . import distributed
 from .callbacks import Callback, EarlyStopping, LRScheduler
 from .trainer import Trainer
 
-__all__ = ["FAST", "RECIPES", "TUTORIAL", "Recipe"]
+__all__ = ["FAST", "RECIPES", "SMALL_DATA", "TUTORIAL", "Recipe", "SmallDataRecipe"]
 
 Schedule = Literal["constant", "one_cycle"]
 

@@ -510,7 +510,7 @@ class Trainer:
                 "epochs": self.epochs,
                 "state": to_cpu(values),
             },
-            "callbacks": [{"class": type(c).__name__, "state": c.state_dict()} for c in self.callbacks],
+            "callbacks": [{"class": type(c).__name__, "state": to_cpu(c.state_dict())} for c in self.callbacks],
             "history": self.history.to_list(),
             "rng": generators,
         }
