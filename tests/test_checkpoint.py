@@ -627,3 +627,20 @@ def test_any_model_class_with_a_config_is_rebuilt_from_its_checkpoint(tmp_path: 
     torch.testing.assert_close(model(x), trainer.model(x), rtol=0, atol=0)
     with pytest.raises(CheckpointError, match=r"must hold a SequenceClassifier to rebuild one; got a MeanClassifier: use MeanClassifier.from_checkpoint"):
         SequenceClassifier.from_checkpoint(path)
+
+
+def test_a_file_that_appears_during_a_save_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqclf import _files
+
+    path = tmp_path / "run.pt"
+    real_save = torch.save
+
+    def save_while_another_writer_creates_the_file(obj: object, file: object) -> None:
+        path.write_bytes(b"another writer's file")  # after save_checkpoint checked that path was free
+        real_save(obj, file)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_files.torch, "save", save_while_another_writer_creates_the_file)
+    with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
+        save_checkpoint({"weights": torch.zeros(2)}, path)
+    assert path.read_bytes() == b"another writer's file"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind

@@ -86,20 +86,46 @@ def write_file(content: dict[str, Any], path: PathLike, *, overwrite: bool = Fal
             torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        move_into_place(temporary, path, overwrite=overwrite)
     except BaseException as error:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        if not isinstance(error, Exception):
-            raise  # KeyboardInterrupt, SystemExit: the target is untouched, pass them on
+        if not isinstance(error, Exception) or isinstance(error, FileExistsError):
+            raise  # Ctrl-C, exit, or a file that appeared meanwhile: the target is untouched, pass them on
         reason = f"could not write checkpoint {str(path)!r} ({type(error).__name__}: {error}); " + (
             "the file that was there is unchanged" if path.exists() else "no file was written"
         )
         errno = error.errno if isinstance(error, OSError) else None
         raise (OSError(errno, reason) if errno is not None else OSError(reason)) from error
-    _fsync_directory(path.parent)
     logger.debug("wrote checkpoint %s", path)
     return path
+
+
+def move_into_place(temporary: Path, path: Path, *, overwrite: bool) -> None:
+    """Move a finished ``temporary`` file to ``path`` in one step, then fsync the directory.
+
+    Without ``overwrite`` a file is never replaced, not even one that appeared after the
+    caller checked: the move is a hard link, which fails if ``path`` exists.
+    """
+    if overwrite:
+        os.replace(temporary, path)
+        _fsync_directory(path.parent)
+        return
+    try:
+        os.link(temporary, path)  # fails if path appeared meanwhile: no file is ever replaced
+    except FileExistsError:
+        raise FileExistsError(
+            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
+        ) from None
+    except OSError:  # a filesystem without hard links
+        if path.exists():
+            raise FileExistsError(
+                f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
+            ) from None
+        os.replace(temporary, path)
+    else:
+        temporary.unlink()
+    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -113,7 +139,7 @@ def _fsync_directory(directory: Path) -> None:
         finally:
             os.close(descriptor)
     except OSError as error:
-        logger.warning("could not fsync directory %s after a checkpoint save: %s", directory, error)
+        logger.warning("could not fsync directory %s after a save: %s", directory, error)
 
 
 def read_file(path: PathLike) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .serialization import move_into_place
+from ._files import move_into_place
 
 __all__ = ["ONNX_OPSET", "to_onnx"]
 

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import Self
 
+from ._files import move_into_place
 from ._version import __version__
 
 __all__ = ["SerializableModel", "SerializationError", "load_safetensors", "save_safetensors"]
@@ -223,27 +224,6 @@ def write_atomically(path: PathLike, chunks: list[bytes], *, overwrite: bool) ->
     finally:
         if temporary.exists():
             temporary.unlink()
-
-
-def move_into_place(temporary: Path, path: Path, *, overwrite: bool) -> None:
-    """Move a finished ``temporary`` file to ``path`` in one step; without ``overwrite``, never replace a file."""
-    if overwrite:
-        os.replace(temporary, path)
-        return
-    try:
-        os.link(temporary, path)  # fails if path appeared meanwhile: no file is ever replaced
-    except FileExistsError:
-        raise FileExistsError(
-            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
-        ) from None
-    except OSError:  # a filesystem without hard links
-        if path.exists():
-            raise FileExistsError(
-                f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
-            ) from None
-        os.replace(temporary, path)
-    else:
-        temporary.unlink()
 
 
 # ------------------------------------------------------------------ models
