@@ -267,12 +267,12 @@ class LSTMFCN(nn.Module, SerializableModel):
         for block in self.blocks:
             h = block(h, mask)  # (B, C_i, T)
         if self.config.layout == "serial":
-            return self.lstm.forward_features(h.transpose(1, 2), lengths)  # (B, H)
+            return self.lstm._encode(h.transpose(1, 2), lengths)  # (B, H); input checked above
         if mask is None or valid_steps is None:
             pooled = h.mean(dim=2)  # (B, C)
         else:
             pooled = h.masked_fill(~mask, 0.0).sum(dim=2) / valid_steps  # (B, C)
-        encoded = self.lstm.forward_features(x, lengths)  # (B, H)
+        encoded = self.lstm._encode(x, lengths)  # (B, H); input checked above
         return torch.cat([pooled, encoded], dim=1)  # (B, C + H)
 
     def extra_repr(self) -> str:

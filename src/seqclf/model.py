@@ -195,6 +195,10 @@ class SequenceClassifier(nn.Module, SerializableModel):
         self._check_input(x)
         if lengths is not None:
             lengths = self._check_lengths(lengths, x)
+        return self._encode(x, lengths)
+
+    def _encode(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """:meth:`forward_features` on input already checked (``lengths`` int64 on x's device)."""
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
         if lengths is None:
