@@ -4,9 +4,11 @@ from . import callbacks as callbacks
 from . import checkpoint as checkpoint
 from . import datasets as datasets
 from . import distributed as distributed
+from . import encoders as encoders
 from . import export as export
 from . import normalization as normalization
 from . import recipes as recipes
+from . import registry as registry
 from . import serialization as serialization
 from ._version import __version__ as __version__
 from .callbacks import Callback as Callback
@@ -21,6 +23,9 @@ from .lstm_fcn import LSTMFCNConfig as LSTMFCNConfig
 from .model import ModelConfig as ModelConfig
 from .model import SequenceClassifier as SequenceClassifier
 from .model import StreamState as StreamState
+from .registry import create_model as create_model
+from .registry import list_models as list_models
+from .registry import register_model as register_model
 from .seeding import seed_everything as seed_everything
 from .trainer import DivergenceError as DivergenceError
 from .trainer import Trainer as Trainer
@@ -44,14 +49,19 @@ __all__ = [
     "__version__",
     "callbacks",
     "checkpoint",
+    "create_model",
     "datasets",
     "distributed",
+    "encoders",
     "export",
     "image_rows_as_sequence",
     "latest_checkpoint",
+    "list_models",
     "normalization",
     "pad_sequences",
     "recipes",
+    "register_model",
+    "registry",
     "seed_everything",
     "serialization",
 ]
