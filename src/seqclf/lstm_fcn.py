@@ -217,6 +217,9 @@ class LSTMFCN(nn.Module, SerializableModel):
         )
         lstm_input = c.input_size if c.layout == "parallel" else c.filters[-1]
         self.lstm = RecurrentEncoder(lstm_input, c.hidden_size, readout=c.readout)
+        # The recurrent branch once held an unused 2-class head; drawing its initial weights
+        # still keeps a seed's initial weights (and so every seeded result) as they were.
+        nn.Linear(c.hidden_size, 2)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.num_features, c.num_classes)
 
