@@ -220,18 +220,27 @@ def pad_sequences(
 ) -> tuple[Tensor, Tensor]:
     """Pad ``(T_i, F)`` sequences with zeros to ``(N, max T_i, F)``; also return lengths ``(N,)``.
 
-    The sequences may be tensors or numpy arrays. With ``dtype`` the padded tensor has that
+    The sequences may be tensors or numpy arrays. 1-D integer sequences ``(T_i,)`` are
+    token ids, padded to ``(N, max T_i)`` with id 0. With ``dtype`` the padded tensor has that
     dtype (the sequences are converted as they are copied in, not copied twice).
     """
     if len(sequences) == 0:
         raise ValueError("sequences must not be empty; got 0 sequences")
     tensors: list[Tensor] = []
+    ids = _is_ids(_as_tensor(sequences[0], "sequences[0]"))
     for i, seq in enumerate(sequences):
         seq = _as_tensor(seq, f"sequences[{i}]")
-        if not isinstance(seq, Tensor) or seq.dim() != 2:
+        if ids and not (isinstance(seq, Tensor) and _is_ids(seq)):
+            found = f"{tuple(seq.shape)} {seq.dtype}" if isinstance(seq, Tensor) else type(seq).__name__
+            raise ValueError(f"sequences[{i}] must be 1-D integer token ids, as sequences[0] is; got {found}")
+        if not ids and (not isinstance(seq, Tensor) or seq.dim() != 2):
             got = tuple(seq.shape) if isinstance(seq, Tensor) else type(seq).__name__
             raise ValueError(f"sequences[{i}] must be a (time, features) tensor or array; got {got}")
         tensors.append(seq)
+    if ids:
+        lengths = torch.tensor([len(seq) for seq in tensors], dtype=torch.int64)
+        padded = torch.nn.utils.rnn.pad_sequence([s.to(dtype or torch.int64) for s in tensors], batch_first=True)
+        return padded, lengths  # (N, T)
     _check_same_features(tensors)
     lengths = torch.tensor([len(seq) for seq in tensors], dtype=torch.int64)
     if dtype is None:
@@ -244,6 +253,11 @@ def pad_sequences(
     for i, seq in enumerate(tensors):
         padded[i, : len(seq)] = seq  # converted while copied
     return padded, lengths
+
+
+def _is_ids(seq: Any) -> bool:
+    """Whether ``seq`` is one sequence of token ids: a 1-D integer tensor."""
+    return isinstance(seq, Tensor) and seq.dim() == 1 and not (seq.is_floating_point() or seq.is_complex())
 
 
 def _check_same_features(sequences: Sequence[Tensor]) -> None:
@@ -425,6 +439,7 @@ def as_source(
     labelled: bool = True,
     name: str = "data",
     dtype: torch.dtype | None = None,
+    vocab_size: int | None = None,
 ) -> TensorSource | DatasetSource | LoaderSource:
     """Check ``data`` once, up front, and wrap it as a batch source.
 
@@ -434,6 +449,10 @@ def as_source(
     ``(sequence, length, label)`` items, or a ``DataLoader``. With ``labelled=False``
     a bare ``X`` (or ``(X, lengths)``) is accepted too. Labels may be any integer dtype.
 
+    With ``vocab_size`` (a model that embeds token ids), ``X`` is token ids instead: a
+    ``(N, T)`` integer tensor or array (with ``lengths``), or a list of 1-D integer
+    sequences of any lengths; ids before each length must lie in ``[0, vocab_size)``.
+
     With ``dtype`` (the trainer passes its model's), floating-point sequences held in
     memory are converted to it once, here (no copy when they already have it, so a
     float32 numpy array is used in place); those of a ``Dataset`` or ``DataLoader`` (or
@@ -442,7 +461,7 @@ def as_source(
     Raises:
         TypeError, ValueError: naming ``name``, what was expected and what was received.
     """
-    checker = _Checker(name, input_size, num_classes)
+    checker = _Checker(name, input_size, num_classes, vocab_size)
     if isinstance(data, DataLoader):
         return LoaderSource(data, dtype)
     if isinstance(data, (Tensor, np.ndarray)) and not labelled:
@@ -459,6 +478,7 @@ def as_source(
             checker.sequences(data.transform(data.x[:2]), transformed=True)
         checker.labels(data.y, len(data.x))
         checker.lengths(data.lengths, len(data.x), _time_steps(data))
+        checker.ids(x if data.transform is None else data.transform(data.x), data.lengths)
         return TensorSource(x, data.y, data.lengths, data.transform, device, dtype)
     if isinstance(data, TensorDataset):
         tensors = data.tensors
@@ -474,6 +494,7 @@ def as_source(
         checker.nonempty(len(data))
         first = collate_sequences([data[0]])
         checker.sequences(first.x)
+        checker.ids(first.x, first.lengths)
         assert first.y is not None
         checker.labels(first.y, 1)
         return DatasetSource(data, dtype=dtype)
@@ -518,6 +539,7 @@ def _tuple_source(
         lengths = np.asarray(lengths)
     lengths = _as_tensor(lengths, f"{checker.name} lengths")
     checker.lengths(lengths, len(x), int(x.shape[1]))
+    checker.ids(x, lengths)
     return TensorSource(x, y, lengths, None, device)
 
 
@@ -533,6 +555,7 @@ class _Checker:
     name: str
     input_size: int | None
     num_classes: int | None
+    vocab_size: int | None = None
 
     def nonempty(self, size: int) -> None:
         if size == 0:
@@ -540,6 +563,19 @@ class _Checker:
 
     def sequences(self, x: Tensor, transformed: bool = False) -> None:
         what = f"{self.name} sequences" + (" (after the transform)" if transformed else "")
+        if self.vocab_size is not None:
+            if x.dim() != 2 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+                raise TypeError(
+                    f"{what} must be integer token ids (batch, time) (or a list of 1-D id sequences) for a model "
+                    f"that embeds them (vocab_size={self.vocab_size}); got {x.dtype} of shape {tuple(x.shape)}"
+                )
+            return
+        if x.dim() == 2 and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise TypeError(
+                f"{what} look like token ids (integer, shape {tuple(x.shape)}); this model reads floating-point "
+                "features (batch, time, features). Give ids to a model that embeds them: "
+                "SequenceClassifier(..., vocab_size=V) (converting ids to float would read them as magnitudes)"
+            )
         features = "features" if self.input_size is None else str(self.input_size)
         if x.dim() != 3 or (self.input_size is not None and x.shape[-1] != self.input_size):
             message = f"{what} must have shape (batch, time, {features}); got {tuple(x.shape)}"
@@ -562,6 +598,20 @@ class _Checker:
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{what} must be finite; got {bad} NaN or Inf values")
+
+    def ids(self, x: Tensor, lengths: Tensor | None) -> None:
+        """Token ids before each length in ``[0, vocab_size)`` (for a model that embeds; else nothing to check)."""
+        if self.vocab_size is None or x.numel() == 0:
+            return
+        values = x
+        if lengths is not None:
+            values = x[torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]]
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= self.vocab_size:
+            raise ValueError(
+                f"{self.name} token ids must lie in [0, {self.vocab_size}) (the model's vocab_size); "
+                f"got values from {low} to {high}"
+            )
 
     def labels(self, y: Any, size: int) -> None:
         if not isinstance(y, Tensor):

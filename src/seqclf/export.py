@@ -41,7 +41,8 @@ def to_onnx(
 ) -> Path:
     """Write ``model`` to an ONNX file with inputs ``x``, ``lengths`` and output ``logits``.
 
-    The graph takes ``x`` ``(batch, time, input_size)`` float32 and ``lengths``
+    The graph takes ``x`` ``(batch, time, input_size)`` float32 (``(batch, time)`` int64
+    token ids for a model with ``vocab_size``) and ``lengths``
     ``(batch,)`` int64 (each sequence's valid steps; pass ``time`` for unpadded
     sequences) and returns ``logits`` ``(batch, num_classes)``; batch and time are
     dynamic. Padded batches give the same logits as in PyTorch: nothing in the model
@@ -84,7 +85,9 @@ def to_onnx(
         )
     exported = copy.deepcopy(model).to("cpu").eval()
     # a full-length example: the graph must not depend on it (it cannot: nothing branches on lengths)
-    x = torch.zeros(2, 3, input_size)
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    # a model that embeds token ids takes x as (batch, time) int64 ids
+    x = torch.zeros(2, 3, dtype=torch.int64) if vocab_size is not None else torch.zeros(2, 3, input_size)
     lengths = torch.full((2,), 3, dtype=torch.int64)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:

@@ -7,10 +7,12 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, get_args
 
+import numpy as np
 from torch import Tensor, nn
 
 from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
 from ._model_record import rebuild_model, rename_legacy_weights
+from .embedding import TokenEmbedding, check_ids
 from .encoders import Cell, Readout, RecurrentEncoder, StreamState, check_input, check_lengths, grad_mode
 from .normalization import Standardize
 from .registry import register_model
@@ -35,10 +37,24 @@ class ModelConfig:
     dropout: float = 0.0
     readout: Readout = "last"
     normalize: bool = False
+    vocab_size: int | None = None
+    freeze_embedding: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
             object.__setattr__(self, name, positive_int(name, getattr(self, name)))  # numpy ints stored as int
+        if self.vocab_size is not None:
+            object.__setattr__(self, "vocab_size", positive_int("vocab_size", self.vocab_size))
+            if self.normalize:
+                raise ValueError(
+                    "normalize must be False for a model that embeds token ids (vocab_size set): ids are not "
+                    f"measurements to standardise; got normalize=True with vocab_size={self.vocab_size}"
+                )
+        boolean("freeze_embedding", self.freeze_embedding)
+        if self.freeze_embedding and self.vocab_size is None:
+            raise ValueError(
+                "freeze_embedding=True needs vocab_size (a model that embeds token ids); got vocab_size=None"
+            )
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (one logit per class); got {self.num_classes}")
         one_of("cell", self.cell, get_args(Cell))
@@ -57,6 +73,7 @@ class ModelConfig:
         return config_from_dict(cls, data)
 
 
+@register_model("text_lstm", hidden_size=64, vocab_size=30_000)
 @register_model("rnn", hidden_size=64, cell="rnn")
 @register_model("gru", hidden_size=64, cell="gru")
 @register_model("lstm", hidden_size=64)
@@ -67,6 +84,12 @@ class SequenceClassifier(nn.Module, SerializableModel):
     optional ``lengths`` of shape ``(batch,)``: the number of valid steps of each padded
     sequence. Padding never changes a result: a padded batch gives the same logits as
     each sequence run alone.
+
+    With ``vocab_size``, the model reads text: ``x`` is ``(batch, time)`` integer token
+    ids in ``[0, vocab_size)``, embedded into ``input_size``-dimensional vectors
+    (:class:`~seqclf.embedding.TokenEmbedding`, as ``model.embedding``) before the
+    recurrent layers; ids in the padding are never read. :meth:`from_embedding` starts
+    from vectors the user has (e.g. GloVe).
 
     The defaults (with ``input_size=28, hidden_size=64, num_classes=10``) are the classic
     MNIST tutorial's model: ``LSTM(28, 64)`` then ``Linear(64, 10)`` on the last step.
@@ -87,6 +110,9 @@ class SequenceClassifier(nn.Module, SerializableModel):
             (:class:`~seqclf.normalization.Standardize`, as ``model.normalize``), with
             statistics that ``Trainer.fit`` fits on the training data and that are saved
             with the weights, so prediction needs no separate preprocessing.
+        vocab_size: read token ids in ``[0, vocab_size)`` and embed them (``input_size``
+            is then the embedding's size); None: read float features.
+        freeze_embedding: keep the embedding fixed in training (with ``vocab_size``).
 
     Examples:
         >>> model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
@@ -109,6 +135,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
         dropout: float = 0.0,
         readout: Readout = "last",
         normalize: bool = False,
+        vocab_size: int | None = None,
+        freeze_embedding: bool = False,
     ) -> None:
         super().__init__()
         self.config = ModelConfig(
@@ -121,7 +149,12 @@ class SequenceClassifier(nn.Module, SerializableModel):
             dropout=float(dropout),
             readout=readout,
             normalize=normalize,
+            vocab_size=vocab_size,
+            freeze_embedding=freeze_embedding,
         )
+        self.embedding: TokenEmbedding | None = None
+        if self.config.vocab_size is not None:
+            self.embedding = TokenEmbedding(self.config.vocab_size, input_size, freeze=freeze_embedding)
         # None when off: the tutorial's model keeps exactly its state_dict
         self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, readout)
@@ -148,13 +181,57 @@ class SequenceClassifier(nn.Module, SerializableModel):
         """
         return rebuild_model(cls, ModelConfig, path)
 
+    @classmethod
+    def from_embedding(
+        cls,
+        vectors: Tensor | np.ndarray,
+        hidden_size: int,
+        num_classes: int,
+        *,
+        freeze: bool = False,
+        **options: Any,
+    ) -> SequenceClassifier:
+        """A model that embeds token ids with the given ``vectors`` ``(vocab_size, embedding_dim)``.
+
+        Row ``i`` of ``vectors`` is the vector of token id ``i`` (e.g. GloVe vectors laid
+        out in a vocabulary's id order); ``vocab_size`` and ``input_size`` are its two sizes.
+
+        Args:
+            vectors: the initial embedding, copied (not shared).
+            hidden_size: hidden units per direction.
+            num_classes: number of output logits.
+            freeze: keep the vectors fixed in training; False: train them with the rest.
+            **options: any other constructor argument (``cell``, ``readout``...).
+
+        Example:
+            >>> vectors = torch.randn(1000, 50)  # e.g. GloVe rows in id order
+            >>> model = SequenceClassifier.from_embedding(vectors, hidden_size=32, num_classes=2, freeze=True)
+            >>> model(torch.tensor([[4, 8, 15]])).shape
+            torch.Size([1, 2])
+        """
+        if not isinstance(vectors, (Tensor, np.ndarray)) or vectors.ndim != 2:
+            got = f"shape {tuple(vectors.shape)}" if hasattr(vectors, "shape") else type(vectors).__name__
+            raise ValueError(f"vectors must be a 2-D (vocab_size, embedding_dim) tensor or array; got {got}")
+        model = cls(
+            input_size=int(vectors.shape[1]),
+            hidden_size=hidden_size,
+            num_classes=num_classes,
+            vocab_size=int(vectors.shape[0]),
+            freeze_embedding=freeze,
+            **options,
+        )
+        assert model.embedding is not None
+        model.embedding.load_vectors(vectors)
+        return model
+
     @property
     def num_features(self) -> int:
         """Size of the sequence encoding returned by :meth:`forward_features`."""
         return self.config.hidden_size * (2 if self.config.bidirectional else 1)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)``."""
+        """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)`` (token ids ``(batch, time)``
+        with ``vocab_size``)."""
         return self.forward_head(self.forward_features(x, lengths))
 
     def forward_head(self, features: Tensor) -> Tensor:
@@ -167,6 +244,12 @@ class SequenceClassifier(nn.Module, SerializableModel):
 
         See :meth:`seqclf.encoders.RecurrentEncoder.encode` for how padded batches run.
         """
+        if self.embedding is not None:
+            check_ids(x, self.embedding.vocab_size, lengths)
+            if lengths is not None:
+                lengths = check_lengths(lengths, x)  # int64 on x.device
+            return self.encoder.encode(self.embedding.embed(x, lengths), lengths)  # (B, D*H)
+        _refuse_ids(x)
         check_input(x, self.config.input_size)
         if lengths is not None:
             lengths = check_lengths(lengths, x)  # int64 on x.device
@@ -200,7 +283,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
         runs in flat memory without ``torch.no_grad()``.
 
         Args:
-            x_t: ``(batch, input_size)`` floating-point input of one step.
+            x_t: ``(batch, input_size)`` floating-point input of one step; ``(batch,)``
+                token ids with ``vocab_size``.
             state: from :meth:`initial_state` or the previous step.
             grad: record autograd history through the steps, to train through a stream
                 (the state then holds every step's graph: memory grows with each step).
@@ -213,6 +297,18 @@ class SequenceClassifier(nn.Module, SerializableModel):
             >>> logits.shape
             torch.Size([1, 2])
         """
+        if self.embedding is not None:
+            if not isinstance(state, StreamState):
+                raise TypeError(f"state must be a StreamState from initial_state(); got {type(state).__name__}")
+            batch = state.hidden.shape[1]
+            if isinstance(x_t, Tensor) and x_t.shape != (batch,):
+                raise ValueError(
+                    f"x_t must be token ids of shape (batch,) = ({batch},) (the state's batch size); "
+                    f"got {tuple(x_t.shape)}"
+                )
+            check_ids(x_t if not isinstance(x_t, Tensor) else x_t[:, None], self.embedding.vocab_size, name="x_t")
+            with grad_mode(grad):
+                x_t = self.embedding.embed(x_t[:, None], None)[:, 0]  # (B, E)
         self.encoder.check_step(x_t, state)
         with grad_mode(grad):
             if self.normalize is not None:
@@ -227,8 +323,19 @@ class SequenceClassifier(nn.Module, SerializableModel):
             f"hidden_size={c.hidden_size}, num_layers={c.num_layers}, "
             f"bidirectional={c.bidirectional}, num_classes={c.num_classes}"
             + (", normalize=True" if c.normalize else "")
+            + (f", vocab_size={c.vocab_size}" if c.vocab_size is not None else "")
         )
 
+
+
+def _refuse_ids(x: Tensor) -> None:
+    """A float model given what look like token ids: say so (``x.float()`` would read ids as magnitudes)."""
+    if isinstance(x, Tensor) and x.dim() == 2 and not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(
+            f"x looks like token ids (integer, shape {tuple(x.shape)}); this model reads floating-point "
+            "features (batch, time, input_size). Give ids to a model that embeds them: "
+            "SequenceClassifier(..., vocab_size=V) (converting ids with x.float() would read them as magnitudes)"
+        )
 
 
 def _rename_legacy_weights(

@@ -755,6 +755,7 @@ class Trainer:
             labelled=labelled,
             name=name,
             dtype=next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None),
+            vocab_size=getattr(config, "vocab_size", None),
         )
 
     def _emit(self, event: str, *args: Any) -> None:
