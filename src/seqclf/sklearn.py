@@ -28,12 +28,13 @@ from torch import Tensor, nn
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
+from ._text_estimator import TextClassifierEstimator as TextClassifierEstimator
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
 from .recipes import SMALL_DATA, SmallDataRecipe
 from .registry import create_model, model_entry
 from .trainer import resolve_device
 
-__all__ = ["SequenceClassifierEstimator"]
+__all__ = ["SequenceClassifierEstimator", "TextClassifierEstimator"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,149 @@
+"""TextClassifierEstimator: raw strings in, original labels out; sklearn's protocols; one safe file; ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+
+import seqclf
+from seqclf.serialization import SerializationError
+from seqclf.sklearn import TextClassifierEstimator
+
+QUICK = {"min_steps": 20, "min_epochs": 2, "hidden_size": 16, "embedding_dim": 16, "device": "cpu", "random_state": 0}
+
+
+def keyword_task(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Sports or politics by one keyword among filler words; labels are strings."""
+    rng = np.random.default_rng(seed)
+    filler = [f"word{i}" for i in range(30)]
+    texts, labels = [], []
+    for _ in range(n):
+        label = str(rng.choice(["sport", "politics"]))
+        words = list(rng.choice(filler, int(rng.integers(3, 12))))
+        words.insert(int(rng.integers(len(words) + 1)), "goal" if label == "sport" else "vote")
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, np.asarray(labels)
+
+
+def order_task(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Class = which of the words "alpha" and "omega" comes first among noise words: the same bag of words either way."""
+    rng = np.random.default_rng(seed)
+    noise = [f"noise{i}" for i in range(16)]
+    texts, labels = [], []
+    for _ in range(n):
+        words = list(rng.choice(noise, int(rng.integers(6, 16))))
+        i, j = sorted(rng.choice(len(words), 2, replace=False))
+        label = int(rng.integers(2))
+        words[i], words[j] = ("alpha", "omega") if label == 0 else ("omega", "alpha")
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, np.asarray(labels)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TextClassifierEstimator:
+    texts, labels = keyword_task(200, 0)
+    return TextClassifierEstimator(**{**QUICK, "min_steps": 150}).fit(texts, labels)
+
+
+def test_fits_strings_and_returns_the_original_labels(fitted: TextClassifierEstimator) -> None:
+    texts, labels = keyword_task(100, 1)
+    assert fitted.classes_.tolist() == ["politics", "sport"]
+    assert set(fitted.predict(texts)) <= {"politics", "sport"}
+    proba = fitted.predict_proba(texts)
+    assert proba.shape == (100, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert fitted.score(texts, labels) >= 0.95
+    assert fitted.predict(["", "no known words here"]).shape == (2,)  # one unknown id each
+
+
+def test_the_order_task_defeats_a_bag_of_words_but_not_the_token_model(one_thread: None) -> None:
+    x_train, y_train = order_task(800, 0)
+    x_test, y_test = order_task(400, 1)
+    vectorizer = TfidfVectorizer()
+    bag = LogisticRegression(max_iter=1000).fit(vectorizer.fit_transform(x_train), y_train)
+    bag_accuracy = bag.score(vectorizer.transform(x_test), y_test)
+    assert bag_accuracy < 0.6  # at chance: both classes hold the same words
+    clf = TextClassifierEstimator(random_state=0, device="cpu").fit(x_train, y_train)
+    assert clf.score(x_test, y_test) >= 0.95
+
+
+def test_clone_and_grid_search() -> None:
+    texts, labels = keyword_task(80, 2)
+    estimator = TextClassifierEstimator(**QUICK)
+    assert clone(estimator).get_params() == estimator.get_params()
+    search = GridSearchCV(estimator, {"hidden_size": [8, 16]}, cv=2).fit(texts, labels)
+    assert search.best_params_["hidden_size"] in (8, 16)
+    assert search.predict(texts[:3]).shape == (3,)
+
+
+def test_save_load_one_safe_file(fitted: TextClassifierEstimator, tmp_path: Path) -> None:
+    texts, _ = keyword_task(20, 3)
+    path = fitted.save(tmp_path / "clf.safetensors")
+    _, metadata = seqclf.serialization.load_safetensors(path)  # plain safetensors: no pickle anywhere
+    assert metadata["format"] == "seqclf-text-estimator" and "vocabulary" in metadata
+    loaded = TextClassifierEstimator.load(path)
+    assert loaded.get_params() == fitted.get_params() and loaded.vocabulary_ == fitted.vocabulary_
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
+    assert loaded.classes_.tolist() == fitted.classes_.tolist()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        fitted.save(path)
+    fitted.save(path, overwrite=True)
+    seqclf.SequenceClassifier(3, 4, 2).save(tmp_path / "model.safetensors")
+    with pytest.raises(SerializationError, match=r"must be a file written by TextClassifierEstimator\.save"):
+        TextClassifierEstimator.load(tmp_path / "model.safetensors")
+
+
+def test_integer_labels_and_exported_model_through_onnx_runtime(fitted: TextClassifierEstimator, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="the ONNX test needs onnxruntime (seqclf[onnx])")
+    texts, _ = keyword_task(30, 4)
+    path = seqclf.export.to_onnx(fitted.model_, tmp_path / "text.onnx")
+    session = ort.InferenceSession(str(path))
+    ids, lengths = fitted.encode(texts)  # the tokenisation step, beside the exported model
+    (logits,) = session.run(None, {"x": ids.numpy(), "lengths": lengths.numpy()})
+    np.testing.assert_array_equal(fitted.classes_[logits.argmax(axis=1)], fitted.predict(texts))
+
+
+def test_any_labels(one_thread: None) -> None:
+    texts, labels = keyword_task(60, 5)
+    numeric = np.where(labels == "sport", 7, -3)
+    clf = TextClassifierEstimator(**QUICK).fit(texts, numeric)
+    assert clf.classes_.tolist() == [-3, 7] and set(clf.predict(texts)) <= {-3, 7}
+
+
+def test_verbose_shows_progress_and_silence_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    texts, labels = keyword_task(40, 6)
+    TextClassifierEstimator(**QUICK).fit(texts, labels)
+    assert capsys.readouterr().err == ""
+    TextClassifierEstimator(**QUICK, verbose=1).fit(texts, labels)
+    assert "epoch" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "error", "match"),
+    [
+        ("one text", ["a"], TypeError, "X must be a list or 1-D array of str .*got str"),
+        (["fine", 3], ["a", "b"], TypeError, r"X\[1\] must be a str; got int 3"),
+        ([], [], ValueError, "X must hold at least one text; got 0"),
+        (["a b", "c d"], ["x"], ValueError, r"y must have one label per text of X \(2\); got 1"),
+        (["a b", "c d"], ["x", "x"], ValueError, "at least two classes"),
+    ],
+)
+def test_bad_input_names_the_argument(X: object, y: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        TextClassifierEstimator(**QUICK).fit(X, y)
+
+
+def test_unfitted_predict_is_refused() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        TextClassifierEstimator().predict(["text"])
+    assert torch.get_num_threads() >= 1
