@@ -347,6 +347,8 @@ def test_verbose_0_is_silent_1_logs_a_line_per_epoch_2_draws_the_bar(
     assert "epoch 1/" in err and "samples" in err  # tqdm's bar
     lines = [r.getMessage() for r in caplog.records if r.name == "seqclf.sklearn"]
     assert len(lines) == 2 and lines[-1].startswith("fit done (ran all")
+    assert lines[0].endswith("keeping the last epoch's weights (no validation set: fewer than 50 sequences would be "
+                             "held out)")
 
 
 def test_verbose_lines_reach_stderr_when_logging_is_not_configured() -> None:

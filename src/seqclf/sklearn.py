@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,15 +218,17 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             callbacks.append(_EpochLines())
         elif verbose == 2:
             callbacks.append(ProgressBar(enabled=True))
-        train_index, val_index = recipe.split(y, seed)
         if verbose:
+            train_index, val_index = recipe.split(y, seed)  # the split recipe.fit draws
+            no_validation = "val_fraction=0" if self.val_fraction == 0 else (
+                f"fewer than {recipe.min_val_size} sequences would be held out")
             logger.info(
                 "fitting %s on %d sequences (%d features, up to %d time points), %d classes: %d epochs of "
                 "%d steps, %s",
                 type(model).__name__, len(train_index), x.shape[-1], x.shape[1], int(y.max()) + 1,
-                recipe.epochs(len(train_index)), -(-len(train_index) // recipe.batch_size),
+                recipe.epochs(len(train_index)), math.ceil(len(train_index) / recipe.batch_size),
                 f"keeping the weights of the epoch with the lowest loss on {len(val_index)} held-out sequences"
-                if len(val_index) else "keeping the last epoch's weights (no validation set: too few sequences)",
+                if len(val_index) else f"keeping the last epoch's weights (no validation set: {no_validation})",
             )
         return recipe.fit(model, x, y, lengths, seed=seed, device=self.device, progress=False, callbacks=callbacks)
 
@@ -254,6 +257,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             torch.manual_seed(seed)
             model = self._build_model(int(x.shape[-1]), len(classes))
             trainer = self._train(model, x, lengths, torch.from_numpy(y_index.astype(np.int64)), seed)
+            if not isinstance(trainer, Trainer):
+                raise TypeError(f"_train must return the Trainer that trained the model; got {type(trainer).__name__}")
             history, best_epoch = _outcome(trainer)
             if verbose:
                 logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
