@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +119,20 @@ def test_any_labels(one_thread: None) -> None:
     assert clf.classes_.tolist() == [-3, 7] and set(clf.predict(texts)) <= {-3, 7}
 
 
-def test_verbose_shows_progress_and_silence_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verbose_lines_history_and_silence_by_default(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     texts, labels = keyword_task(40, 6)
-    TextClassifierEstimator(**QUICK).fit(texts, labels)
-    assert capsys.readouterr().err == ""
-    TextClassifierEstimator(**QUICK, verbose=1).fit(texts, labels)
-    assert "epoch" in capsys.readouterr().err.lower()
+    with caplog.at_level(logging.INFO, logger="seqclf"):
+        quiet = TextClassifierEstimator(**QUICK).fit(texts, labels)
+        assert not [r for r in caplog.records if r.name == "seqclf.sklearn"] and capsys.readouterr().err == ""
+        assert len(quiet.history_) >= 2 and quiet.best_epoch_ == quiet.history_[-1]["epoch"]
+        TextClassifierEstimator(**QUICK, verbose=1).fit(texts, labels)
+    lines = [r.getMessage() for r in caplog.records if r.name == "seqclf.sklearn"]
+    assert lines[0].startswith("fitting on 40 texts (up to ")
+    assert lines[1].startswith("epoch 1/") and lines[-1].startswith("fit done (")
+    TextClassifierEstimator(**QUICK, verbose=2).fit(texts, labels)
+    assert "epoch 1/" in capsys.readouterr().err  # the progress bar
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor
 
 from ._checks import positive_int
+from .callbacks import Callback
 from .data import LengthBucketing, pad_sequences
+from .progress import ProgressBar
 from .recipes import SmallDataRecipe
 from .registry import create_model
 from .serialization import SerializationError, load_safetensors, save_safetensors
@@ -28,7 +30,8 @@ from .vocabulary import UNKNOWN_ID, Vocabulary
 
 __all__ = ["TextClassifierEstimator"]
 
-logger = logging.getLogger(__name__)
+sklearn_logger = logging.getLogger("seqclf.sklearn")
+"""The public module's logger: a verbose fit's lines come from ``seqclf.sklearn``, as the other estimator's do."""
 
 FORMAT = "seqclf-text-estimator"
 """The ``format`` entry of a file written by :meth:`TextClassifierEstimator.save`."""
@@ -68,12 +71,15 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         val_fraction: fraction held out for early stopping (when at least 50 texts).
         random_state: seeds the weights, the split and the shuffling; None: a fresh draw.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
-        verbose: 0 silent; 1 a progress bar per epoch while fitting.
+        verbose: 0: silent. 1: a line per epoch (train and validation loss and accuracy)
+            and which epoch's weights were kept. 2: a live progress bar instead of the lines.
 
     Attributes:
         classes_: the sorted class labels seen by ``fit``; ``predict_proba``'s columns.
         vocabulary_: the fitted :class:`~seqclf.vocabulary.Vocabulary`.
         model_: the fitted :class:`~seqclf.SequenceClassifier` (in eval mode).
+        history_: the fit's :class:`~seqclf.History`, one record per epoch.
+        best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds.
 
     Example:
         >>> texts = ["good fun film", "dull slow film", "good cast", "slow plot"] * 10
@@ -127,6 +133,10 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> TextClassifierEstimator:
         """Fit on texts ``X`` (a list or 1-D array of str) and labels ``y`` of any kind."""
+        # the two estimators report alike; imported here because seqclf.sklearn imports this module
+        from .sklearn import _EpochLines, _kept_line, _lines_shown, _outcome, _verbosity
+
+        verbose = _verbosity(self.verbose)
         tokens = self._tokenise(X, "X")
         y = column_or_1d(np.asarray(y), warn=True)
         if len(y) != len(tokens):
@@ -140,8 +150,14 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         )
         x, lengths = self._ids(tokens, vocabulary)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        logger.info("fitting on %d texts: vocabulary of %d ids, %d classes", len(tokens), len(vocabulary), len(classes))
-        with torch.random.fork_rng(devices=[]):  # the fit's seed, not the caller's generator state
+        callbacks: list[Callback] = [_EpochLines()] if verbose == 1 else []
+        callbacks += [ProgressBar(enabled=True)] if verbose == 2 else []
+        with _lines_shown(verbose), torch.random.fork_rng(devices=[]):  # the fit's seed, not the caller's state
+            if verbose:
+                sklearn_logger.info(
+                    "fitting on %d texts (up to %d tokens each), %d classes: a vocabulary of %d ids",
+                    len(tokens), x.shape[1], len(classes), len(vocabulary),
+                )
             torch.manual_seed(seed)
             model = self._build_model(len(vocabulary), len(classes))
             recipe = SmallDataRecipe(
@@ -151,17 +167,23 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
                 lr=self.lr,
                 val_fraction=self.val_fraction,
             )
-            recipe.fit(
+            trainer = recipe.fit(
                 model,
                 x,
                 torch.from_numpy(y_index.astype(np.int64)),
                 lengths,
                 seed=seed,
                 device=self.device,
-                progress=bool(self.verbose),
+                progress=False,
+                callbacks=callbacks,
                 batching=LengthBucketing(),
             )
+            history, best_epoch = _outcome(trainer)
+            if verbose:
+                sklearn_logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
         self.model_ = model.eval()
+        self.history_ = history
+        self.best_epoch_ = best_epoch
         self.classes_ = classes
         self.vocabulary_ = vocabulary
         return self
