@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,16 @@ def test_unfitted_predict_is_refused() -> None:
     with pytest.raises(NotFittedError):
         TextClassifierEstimator().predict(["text"])
     assert torch.get_num_threads() >= 1
+
+
+def test_the_text_page_runs_and_its_printed_labels_are_right(
+    capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    pytest.importorskip("onnxruntime", reason="the page exports to ONNX (seqclf[onnx])")
+    page = Path(__file__).resolve().parents[1] / "docs" / "text.md"
+    namespace: dict[str, object] = {}
+    for number, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)):
+        exec(compile(block, f"text.md block {number}", "exec"), namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "['good first' 'bad first']" and out[-1] == "['good first' 'bad first']"
+    assert "True 100" in out
