@@ -16,8 +16,10 @@ Each seed draws a stratified 75/25 split; on every split, side by side in one ru
 - ``bigram-bag``: a fastText-style linear model, the mean of learned embeddings of a text's
   unigrams and bigrams (``nn.EmbeddingBag``) then a linear layer.
 
-Prints accuracy (mean ± sd over seeds) and fit seconds (median [min-max]) of each; fit
-time includes tokenisation and vectorising the training texts. ``--sections tokenizers``
+Prints accuracy (mean ± sd over seeds) and fit seconds (median [min-max]) of each, wall
+and CPU time of the process (on a machine that other jobs load, CPU time is the steadier
+figure; with one thread it is what the wall time would be on a quiet machine); fit time
+includes tokenisation and vectorising the training texts. ``--sections tokenizers``
 compares scikit-learn's analyzer with a Hugging Face ``tokenizers`` WordPiece model trained
 on the training texts (speed, unknown-token rate), when ``tokenizers`` is importable.
 """
@@ -130,7 +132,7 @@ def bigram_bag(
 
 
 def seqclf_text(x_train: Texts, y_train: np.ndarray, seed: int) -> Callable[[Texts], np.ndarray]:
-    from seqclf.sklearn import TextClassifierEstimator  # type: ignore[attr-defined]
+    from seqclf.sklearn import TextClassifierEstimator
 
     clf = TextClassifierEstimator(random_state=seed, device="cpu").fit(list(x_train), y_train)
     return clf.predict  # type: ignore[no-any-return]
@@ -139,7 +141,7 @@ def seqclf_text(x_train: Texts, y_train: np.ndarray, seed: int) -> Callable[[Tex
 def contenders() -> dict[str, Callable[[Texts, np.ndarray, int], Callable[[Texts], np.ndarray]]]:
     found: dict[str, Callable[[Texts, np.ndarray, int], Callable[[Texts], np.ndarray]]] = {}
     try:
-        from seqclf.sklearn import TextClassifierEstimator  # type: ignore[attr-defined]  # noqa: F401
+        from seqclf.sklearn import TextClassifierEstimator  # noqa: F401
 
         found["seqclf"] = seqclf_text
     except ImportError:
@@ -149,29 +151,37 @@ def contenders() -> dict[str, Callable[[Texts, np.ndarray, int], Callable[[Texts
     return found
 
 
-def accuracy_section(texts: list[str], labels: np.ndarray, seeds: int) -> None:
-    runs = contenders()
+def accuracy_section(texts: list[str], labels: np.ndarray, seeds: range, only: list[str] | None) -> None:
+    runs = {name: fit for name, fit in contenders().items() if only is None or name in only}
     scores: dict[str, list[float]] = collections.defaultdict(list)
     seconds: dict[str, list[float]] = collections.defaultdict(list)
-    for seed in range(seeds):
+    cpu: dict[str, list[float]] = collections.defaultdict(list)
+    for seed in seeds:
         x_train, x_test, y_train, y_test = train_test_split(
             texts, labels, test_size=0.25, stratify=labels, random_state=seed
         )
         for name, fit in runs.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             predict = fit(x_train, y_train, seed)
             seconds[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
             scores[name].append(float(np.mean(predict(x_test) == y_test)))
-            print(f"seed {seed} {name:<11} accuracy {scores[name][-1]:.4f}  fit {seconds[name][-1]:.1f} s", flush=True)
-    print(f"\n{len(texts)} articles, stratified 75/25 splits, seeds 0-{seeds - 1}; load {os.getloadavg()}")
-    print("| model | accuracy (mean ± sd) | min-max | fit seconds median [min-max] |")
-    print("| --- | --- | --- | --- |")
+            print(
+                f"seed {seed} {name:<11} accuracy {scores[name][-1]:.4f}  fit {seconds[name][-1]:.1f} s "
+                f"({cpu[name][-1]:.1f} CPU s)  load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\n{len(texts)} articles, stratified 75/25 splits, seeds {seeds.start}-{seeds.stop - 1}; load {load}")
+    print("| model | accuracy (mean ± sd) | min-max | fit s, median [min-max] | fit CPU s, median [min-max] |")
+    print("| --- | --- | --- | --- | --- |")
     for name in runs:
-        acc, sec = scores[name], seconds[name]
+        acc, sec, used = scores[name], seconds[name], cpu[name]
         sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
         print(
             f"| {name} | {statistics.mean(acc):.4f} ± {sd:.4f} | {min(acc):.4f}-{max(acc):.4f} "
-            f"| {statistics.median(sec):.1f} [{min(sec):.1f}-{max(sec):.1f}] |"
+            f"| {statistics.median(sec):.1f} [{min(sec):.1f}-{max(sec):.1f}] "
+            f"| {statistics.median(used):.1f} [{min(used):.1f}-{max(used):.1f}] |"
         )
 
 
@@ -220,6 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
+    parser.add_argument("--models", nargs="+", default=None, help="run only these contenders")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sections", nargs="+", default=["accuracy"], choices=["accuracy", "tokenizers"])
     args = parser.parse_args()
@@ -229,7 +241,7 @@ def main() -> None:
     if "tokenizers" in args.sections:
         tokenizers_section(texts, labels)
     if "accuracy" in args.sections:
-        accuracy_section(texts, labels, args.seeds)
+        accuracy_section(texts, labels, range(args.first_seed, args.first_seed + args.seeds), args.models)
 
 
 if __name__ == "__main__":
