@@ -101,8 +101,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         num_layers: stacked recurrent layers.
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (tanh).
         bidirectional: also read each sequence backwards.
-        dropout: dropout between stacked layers and before the head (and, with
-            ``vocab_size``, on the embedded tokens).
+        dropout: dropout between stacked layers and before the head.
         readout: how a sequence of hidden states becomes one vector: ``"last"`` (the
             last valid step; for a bidirectional model, the forward direction's last valid
             step and the backward direction's full pass), ``"mean"`` or ``"max"`` over
@@ -249,8 +248,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             check_ids(x, self.embedding.vocab_size, lengths)
             if lengths is not None:
                 lengths = check_lengths(lengths, x)  # int64 on x.device
-            embedded = self.dropout(self.embedding.embed(x, lengths))  # (B, T, E), entries dropped in training
-            return self.encoder.encode(embedded, lengths)  # (B, D*H)
+            return self.encoder.encode(self.embedding.embed(x, lengths), lengths)  # (B, D*H)
         _refuse_ids(x)
         check_input(x, self.config.input_size)
         if lengths is not None:
@@ -310,7 +308,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
                 )
             check_ids(x_t if not isinstance(x_t, Tensor) else x_t[:, None], self.embedding.vocab_size, name="x_t")
             with grad_mode(grad):
-                x_t = self.dropout(self.embedding.embed(x_t[:, None], None)[:, 0])  # (B, E)
+                x_t = self.embedding.embed(x_t[:, None], None)[:, 0]  # (B, E)
         self.encoder.check_step(x_t, state)
         with grad_mode(grad):
             if self.normalize is not None:
