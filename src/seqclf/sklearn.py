@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
-from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from ._inference import batch_logits, model_source
+from .data import _from_numpy, channels_last, pad_sequences
 from .lstm_fcn import LSTMFCN
 from .model import SequenceClassifier
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -213,13 +214,10 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"(shape {tuple(x.shape)} after layout={self.layout!r})"
             )
         device = next((p.device for p in self.model_.parameters()), torch.device("cpu"))
-        source = as_source((x,) if lengths is None else (x, lengths), device, labelled=False, name="X")
-        self.model_.eval()
-        out = []
-        with torch.inference_mode():
-            for batch in source.batches(epoch_plan(len(source), 1024, seed=None)):
-                out.append(self.model_(batch.x, batch.lengths).softmax(dim=1).double().cpu())  # (B, C)
-        return torch.cat(out).numpy()
+        # the trainer's inference path: X is converted to the model's dtype there, once
+        source = model_source(self.model_, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
+        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(self.model_, source, device, 1024)]
+        return torch.cat(proba).double().numpy()  # (N, C)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class label of each sequence, as in ``classes_`` (e.g. strings)."""
@@ -300,7 +298,11 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     # ---------------------------------------------------------------- helpers
     def _sequences(self, X: Any, name: str) -> tuple[Tensor, Tensor | None]:
-        """``X`` as a float32 ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says."""
+        """``X`` as a floating ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says.
+
+        A floating-point array keeps its dtype and is used in place where it can be (the
+        trainer's source converts it to the model's dtype, once); integers become float32.
+        """
         if self.layout not in ("ntc", "nct"):
             raise ValueError(f"layout must be 'ntc' or 'nct'; got {self.layout!r}")
         axes = "(n_cases, n_timepoints, n_features)" if self.layout == "ntc" else "(n_cases, n_channels, n_timepoints)"
@@ -334,8 +336,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         if len(X) == 0:
             raise ValueError(f"{name} must hold at least one sequence; got shape {tuple(X.shape)}")
         if self.layout == "nct":
-            X = channels_last(X)
-        return X.to(dtype=torch.float32, memory_format=torch.contiguous_format), None
+            X = channels_last(X)  # a view
+        return (X if X.is_floating_point() else X.float()), None
 
 
 def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:
@@ -345,6 +347,6 @@ def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:
         if seq.dtype.kind not in "fiub":
             raise TypeError(f"{what} must hold numbers; got dtype {seq.dtype}")
         seq = _from_numpy(seq, what)
-    return seq.to(torch.float32)
+    return seq if seq.is_floating_point() else seq.float()
 
 
