@@ -366,3 +366,29 @@ def test_verbose_lines_reach_stderr_when_logging_is_not_configured() -> None:
     assert lines[0].startswith("fitting SequenceClassifier on 12 sequences") and lines[1].startswith("epoch 1/")
     assert lines[-1].startswith("fit done (") and result.stdout == ""
     assert "after fit" not in result.stderr  # the handler lives for the fit only
+
+
+def test_predict_proba_runs_the_trainers_inference_path_and_converts_x_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqclf._inference
+    import seqclf.sklearn
+
+    x, y = toy(24)
+    clf = small(min_steps=4).fit(x, y)
+    expected = Trainer(clf.model_, device="cpu", progress=False).predict_proba(torch.from_numpy(x).float())
+    assert np.array_equal(clf.predict_proba(x), expected.double().numpy())  # the same path, the same numbers
+
+    seen: list[torch.Tensor] = []
+    real = seqclf._inference.batch_logits
+
+    def spy(model: torch.nn.Module, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(source.x)
+        return real(model, source, *args, **kwargs)
+
+    monkeypatch.setattr(seqclf.sklearn, "batch_logits", spy)
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    clf.predict_proba(x32)
+    assert seen[-1].data_ptr() == x32.ctypes.data  # float32 in the model's dtype: used in place, no copy
+    layout, _ = clf._sequences(x, "X")
+    assert layout.dtype == torch.float64 and layout.data_ptr() == x.ctypes.data  # float64: a view until...
+    clf.predict_proba(x)
+    assert seen[-1].dtype == torch.float32 and seen[-1].is_contiguous()  # ...the one conversion, in the source

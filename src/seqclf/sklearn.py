@@ -31,8 +31,9 @@ from torch import Tensor, nn
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
+from ._inference import batch_logits, model_source
 from .callbacks import Callback, EarlyStopping
-from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from .data import _from_numpy, channels_last, pad_sequences
 from .history import History, Record
 from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -276,13 +277,10 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"(shape {tuple(x.shape)} after layout={self.layout!r})"
             )
         device = next((p.device for p in self.model_.parameters()), torch.device("cpu"))
-        source = as_source((x,) if lengths is None else (x, lengths), device, labelled=False, name="X")
-        self.model_.eval()
-        out = []
-        with torch.inference_mode():
-            for batch in source.batches(epoch_plan(len(source), 1024, seed=None)):
-                out.append(self.model_(batch.x, batch.lengths).softmax(dim=1).double().cpu())  # (B, C)
-        return torch.cat(out).numpy()
+        # the trainer's inference path: X is converted to the model's dtype there, once
+        source = model_source(self.model_, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
+        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(self.model_, source, device, 1024)]
+        return torch.cat(proba).double().numpy()  # (N, C)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class label of each sequence, as in ``classes_`` (e.g. strings)."""
@@ -363,7 +361,11 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     # ---------------------------------------------------------------- helpers
     def _sequences(self, X: Any, name: str, *, fitting: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``X`` as a float32 ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says."""
+        """``X`` as a floating ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says.
+
+        A floating-point array keeps its dtype and is used in place where it can be (the
+        trainer's source converts it to the model's dtype, once); integers become float32.
+        """
         if self.layout not in (None, "ntc", "nct"):
             raise ValueError(f"layout must be None, 'nct' or 'ntc'; got {self.layout!r}")
         channels_first = self.layout != "ntc"
@@ -409,7 +411,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"{name} must be a 3-D array {axes} (layout={self.layout!r}), a 2-D array (n_cases, n_timepoints) "
                 f"of univariate series, or a list of sequences; got shape {tuple(X.shape)}"
             )
-        return X.to(dtype=torch.float32, memory_format=torch.contiguous_format), None
+        return (X if X.is_floating_point() else X.float()), None
 
 
 def _is_empty(X: Any) -> bool:
@@ -449,7 +451,7 @@ def _float_sequence(seq: np.ndarray | Tensor, what: str, channels_first: bool) -
         seq = seq[:, None]  # (T_i, 1)
     elif channels_first:
         seq = seq.T  # (C, T_i) -> (T_i, C)
-    return seq.to(torch.float32)
+    return seq if seq.is_floating_point() else seq.float()
 
 
 def _verbosity(verbose: Any) -> int:
