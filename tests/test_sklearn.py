@@ -259,3 +259,27 @@ def test_defaults_are_the_time_series_model_and_recipe() -> None:
         SequenceClassifierEstimator(cell="gru", device="cpu").fit(x, y)
     with pytest.raises(ValueError, match="model must be 'lstm_fcn' or 'lstm'; got 'cnn'"):
         SequenceClassifierEstimator(model="cnn", device="cpu").fit(x, y)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["lstm", "lstm_fcn"])
+@pytest.mark.parametrize("layout", ["ntc", "nct"])
+def test_nan_padded_arrays_are_read_as_sequences_of_their_lengths(model: str, layout: str) -> None:
+    x, y = toy(n=24)
+    lengths = np.random.default_rng(2).integers(2, 9, size=len(x))
+    sequences = [seq[:n] for seq, n in zip(x, lengths, strict=True)]  # (T_i, 2) each
+    padded = x.copy()
+    for seq, n in zip(padded, lengths, strict=True):
+        seq[n:] = np.nan  # the UCR archive's padding
+    if layout == "nct":
+        padded, sequences = padded.transpose(0, 2, 1).copy(), [seq.T for seq in sequences]
+    params = {"model": model, "layout": layout, "min_steps": 8}
+    from_nan = small(**params).fit(padded, y)
+    from_list = small(**params).fit(sequences, y)
+    proba = from_nan.predict_proba(padded)
+    assert np.isfinite(proba).all()
+    np.testing.assert_array_equal(proba, from_list.predict_proba(sequences))
+    np.testing.assert_array_equal(from_nan.predict(padded), from_list.predict(sequences))
+    inside = padded.copy()
+    inside[0, 0, 0] = np.nan  # a missing value within a sequence is still refused
+    with pytest.raises(ValueError, match=r"sequences must be finite within each sequence's length"):
+        small(**params).fit(inside, y)

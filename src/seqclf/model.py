@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, get_args
 
@@ -201,6 +202,11 @@ class SequenceClassifier(nn.Module, SerializableModel):
         """:meth:`forward_features` on input already checked (``lengths`` int64 on x's device)."""
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
+        elif lengths is not None:
+            # padding may hold anything (NaN, as the UCR archive pads): the results ignore it, but
+            # backpropagating through the recurrence over NaN steps would give NaN gradients (0 * NaN)
+            valid = _positions(x) < lengths[:, None]  # (B, T)
+            x = x.masked_fill(~valid.unsqueeze(-1), 0.0)  # (B, T, F)
         if lengths is None:
             out, _ = self.rnn(x)  # (B, T, D*H)
             return self._readout_full(out)
@@ -420,10 +426,16 @@ def _tracing() -> bool:
     """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
     return bool(
         _jit_tracing()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
+        or _is_compiling()
+        or _is_exporting()
         or torch.onnx.is_in_onnx_export()
     )
+
+
+# torch.compiler.is_compiling and is_exporting arrived in torch 2.3; torch 2.2's torch.export
+# traces through dynamo, which torch._dynamo.is_compiling reports
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+_is_exporting: Callable[[], bool] = getattr(torch.compiler, "is_exporting", None) or (lambda: False)
 
 
 def _positions(x: Tensor) -> Tensor:

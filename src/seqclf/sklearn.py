@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
-from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from .data import _from_numpy, _nan_padding_lengths, as_source, channels_last, epoch_plan, pad_sequences
 from .lstm_fcn import LSTMFCN
 from .model import SequenceClassifier
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -66,6 +66,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             n_timepoints, n_features)`` or a list of ``(n_timepoints_i, n_features)``
             arrays. ``"nct"``: channels-first as in aeon and sktime, ``(n_cases,
             n_channels, n_timepoints)`` or a list of ``(n_channels, n_timepoints_i)``.
+            In an array, sequences of unequal length may be padded at the end with NaN
+            (the UCR archive's convention): each ends at its last step that is not all NaN.
         model: ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`) or ``"lstm"`` (a plain
             :class:`~seqclf.SequenceClassifier`).
         hidden_size: hidden units of the recurrent layer (per direction); None: the
@@ -335,7 +337,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             raise ValueError(f"{name} must hold at least one sequence; got shape {tuple(X.shape)}")
         if self.layout == "nct":
             X = channels_last(X)
-        return X.to(dtype=torch.float32, memory_format=torch.contiguous_format), None
+        X = X.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        return X, _nan_padding_lengths(X)  # sequences that end in all-NaN steps are padded (UCR's convention)
 
 
 def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:

@@ -24,7 +24,17 @@ from ._loader_order import LoaderOrder, epoch_seed
 from ._model_record import check_model_record, model_record
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint
-from .data import Batch, DatasetSource, LengthBucketing, LoaderSource, TensorSource, _is_x, as_source, epoch_plan
+from .data import (
+    Batch,
+    DatasetSource,
+    LengthBucketing,
+    LoaderSource,
+    TensorSource,
+    _is_x,
+    _warn_if_one_class,
+    as_source,
+    epoch_plan,
+)
 from .history import History, Record
 from .normalization import fit_standardizers
 from .progress import default_callbacks
@@ -284,6 +294,7 @@ class Trainer:
                 press stops at once, saving nothing.
         """
         train = self.train_source = self.as_source(train_data, name="train_data")
+        _warn_if_one_class(train, "train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         order = None
         if isinstance(train, LoaderSource):
