@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -106,3 +109,45 @@ def test_quickstart_learns_the_task_it_shows(capsys: pytest.CaptureFixture[str])
     # measured after the 6th epoch: 1.0 with seed 0 (the page's), 1.0, 0.957, 0.997 with seeds 1-3
     assert namespace["history"].series("val_accuracy")[-1] > 0.9
     assert len(capsys.readouterr().out.splitlines()) == 4  # the three prints the page shows (one on two lines)
+
+
+@pytest.fixture(scope="module")
+def api_page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The API reference page as ``mkdocs build --strict`` renders it."""
+    for module in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "material"):
+        pytest.importorskip(module, reason=f"building the docs needs the docs extra ({module}): pip install -e '.[docs]'")
+    site = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(Path(seqclf.__file__).parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return (site / "api" / "index.html").read_text()
+
+
+def test_api_reference_renders_examples_as_code(api_page: str) -> None:
+    assert "doctest" not in api_page  # the `# doctest: +SKIP` markers are not shown
+    assert '<details class="example"' not in api_page  # an `Example:` admonition runs the code together as prose
+    prompts = re.findall(r'<div class="highlight"><pre><span></span><code><span class="gp">&gt;&gt;&gt; </span>', api_page)
+    assert len(prompts) >= 10, "every docstring example is a highlighted code block"
+    assert not re.search(r"<p>&gt;&gt;&gt;|<blockquote>\s*<blockquote>", api_page)
+
+
+def test_api_reference_links_its_cross_references(api_page: str) -> None:
+    text = re.sub(r"<[^>]+>", "", api_page)
+    assert "~seqclf." not in text and not re.search(r":(class|func|meth|attr|data|exc|mod):", text)
+    estimator = api_page[api_page.index('id="seqclf.sklearn.SequenceClassifierEstimator"'):]
+    assert re.search(r'<a class="autorefs autorefs-internal"[^>]*href="#seqclf\.LSTMFCN"><code>LSTMFCN</code></a>', estimator)
+    for target in ("seqclf.Trainer", "seqclf.recipes.SMALL_DATA", "seqclf.callbacks.Checkpoint", "seqclf.checkpoint.load_checkpoint"):
+        assert f'href="#{target}"' in api_page, f"no link to {target}"
+
+
+def test_api_reference_shows_default_values_not_names(api_page: str) -> None:
+    from seqclf.recipes import SMALL_DATA
+
+    estimator = api_page[api_page.index('id="seqclf.sklearn.SequenceClassifierEstimator"'):]
+    signature = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", estimator[: estimator.index("Bases:")]))
+    for name in ("min_steps", "batch_size", "lr", "val_fraction"):
+        assert f"{name}: {'int' if name in ('min_steps', 'batch_size') else 'float'} = {getattr(SMALL_DATA, name)!r}," in signature, signature
+    assert "SMALL_DATA" not in signature

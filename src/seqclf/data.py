@@ -50,7 +50,7 @@ def channels_last(x: Any) -> Any:
     Returns:
         ``(N, T, C)`` of the same type, or a list of ``(T_i, C)``.
 
-    Example:
+    Examples:
         >>> from aeon.datasets import load_classification  # doctest: +SKIP
         >>> X, y = load_classification("GunPoint", split="train")  # (50, 1, 150)  # doctest: +SKIP
         >>> channels_last(X).shape  # doctest: +SKIP

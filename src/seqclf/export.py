@@ -2,7 +2,7 @@
 
 Needs the optional extra: ``pip install "seqclf[onnx]"``.
 
-Example:
+Examples:
     >>> from seqclf.export import to_onnx
     >>> to_onnx(model, "model.onnx")  # doctest: +SKIP
     >>> import onnxruntime  # doctest: +SKIP

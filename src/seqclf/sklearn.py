@@ -95,7 +95,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         n_features_in_: features per time step seen by ``fit``.
         model_: the fitted :class:`torch.nn.Module` (on ``device``, in eval mode).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.random.default_rng(0).normal(size=(40, 12, 2))  # (n_cases, n_timepoints, n_features)
         >>> y = np.where(X[:, :, 0].mean(axis=1) > 0, "up", "down")
