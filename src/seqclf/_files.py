@@ -167,7 +167,8 @@ def read_file(path: PathLike) -> dict[str, Any]:
                 warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
                 data = torch.load(file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            found = re.search(r"GLOBAL ([\w.]+)", str(error))
+            # "Unsupported global: GLOBAL posix.system" (torch >= 2.4) or "Unsupported class posix.system" (2.2, 2.3)
+            found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(error))
             if found is not None:
                 raise UnsafeCheckpointError(
                     f"refused to load {str(path)!r}: a checkpoint must hold only tensors and plain data; "
