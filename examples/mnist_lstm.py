@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--plot-dir", type=Path, default=None,
                         help="write curves.png, predictions.png and confusion.png here (needs matplotlib: "
-                             'pip install "seqclf[plot]")')
+                             'pip install matplotlib, or pip install -e ".[plot]" in the clone)')
     return parser.parse_args(argv)
 
 
@@ -211,7 +211,7 @@ def write_plots(
 ) -> None:
     import torchvision
 
-    from seqclf import plots  # needs matplotlib: pip install "seqclf[plot]"
+    from seqclf import plots  # needs matplotlib (pip install -e ".[plot]" in the clone)
 
     folder.mkdir(parents=True, exist_ok=True)
     names = torchvision.datasets.FashionMNIST.classes if dataset == "fashion-mnist" else None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-sklearn = pytest.importorskip("sklearn", reason="scikit-learn is needed (pip install 'seqclf[sklearn]')")
+sklearn = pytest.importorskip("sklearn", reason="needs scikit-learn: pip install scikit-learn (or pip install -e '.[sklearn]')")
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
@@ -283,3 +283,15 @@ def test_nan_padded_arrays_are_read_as_sequences_of_their_lengths(model: str, la
     inside[0, 0, 0] = np.nan  # a missing value within a sequence is still refused
     with pytest.raises(ValueError, match=r"sequences must be finite within each sequence's length"):
         small(**params).fit(inside, y)
+
+
+def test_without_scikit_learn_the_import_error_says_how_to_install_it() -> None:
+    import subprocess
+    import sys
+
+    script = "import sys; sys.modules['sklearn'] = None\ntry:\n    import seqclf.sklearn\nexcept ImportError as e:\n    print(e)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == (
+        'seqclf.sklearn needs scikit-learn, which is not installed: pip install scikit-learn '
+        '(or, in a clone of seqclf, pip install -e ".[sklearn]")'
+    )

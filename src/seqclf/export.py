@@ -1,6 +1,6 @@
 """Export a trained classifier to ONNX, with sequence lengths as an input.
 
-Needs the optional extra: ``pip install "seqclf[onnx]"``.
+Needs onnx: ``pip install onnx onnxruntime`` (or, in a clone of seqclf, ``pip install -e ".[onnx]"``).
 
 Examples:
     >>> from seqclf.export import to_onnx
@@ -66,7 +66,7 @@ def to_onnx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ImportError: the ``onnx`` package is missing (install ``seqclf[onnx]``).
+        ImportError: the ``onnx`` package is missing (``pip install onnx onnxruntime``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -76,7 +76,10 @@ def to_onnx(
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as error:
-        raise ImportError('to_onnx needs the onnx package: pip install "seqclf[onnx]"') from error
+        raise ImportError(
+            'to_onnx needs the onnx package, which is not installed: pip install onnx onnxruntime '
+            '(or, in a clone of seqclf, pip install -e ".[onnx]")'
+        ) from error
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(

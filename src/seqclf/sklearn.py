@@ -1,6 +1,7 @@
 """A scikit-learn estimator: numpy or aeon data and any labels in, the original labels out.
 
-Needs scikit-learn (``pip install "seqclf[sklearn]"``)::
+Needs scikit-learn: ``pip install scikit-learn`` (or, in a clone of seqclf,
+``pip install -e ".[sklearn]"``)::
 
     from aeon.datasets import load_classification
     from seqclf.sklearn import SequenceClassifierEstimator
@@ -19,11 +20,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, column_or_1d
+except ImportError as error:  # pragma: no cover - the test environment has scikit-learn
+    raise ImportError(
+        "seqclf.sklearn needs scikit-learn, which is not installed: pip install scikit-learn "
+        '(or, in a clone of seqclf, pip install -e ".[sklearn]")'
+    ) from error
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
