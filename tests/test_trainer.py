@@ -229,6 +229,7 @@ def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Ten
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+@pytest.mark.needs_data("mnist/test")
 @pytest.mark.usefixtures("one_thread")  # as the measurement
 def test_real_mnist_accuracy(data_dir: Path) -> None:
     """The tutorial's model, 2 epochs on 4,000 real MNIST digits, tested on 2,000 others: the mean of seeds 0-2.
