@@ -13,11 +13,13 @@ Examples:
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import secrets
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +32,12 @@ logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 """The ONNX opset :func:`to_onnx` writes by default."""
+
+
+# torch >= 2.5 has two exporters and a `dynamo` switch; before it, only the TorchScript-based one
+_TORCHSCRIPT_EXPORTER: dict[str, Any] = (
+    {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+)
 
 
 def to_onnx(
@@ -105,7 +113,7 @@ def to_onnx(
                 output_names=["logits"],
                 dynamic_axes={"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
                 opset_version=opset_version,
-                dynamo=False,
+                **_TORCHSCRIPT_EXPORTER,
             )
         move_into_place(temporary, path, overwrite=overwrite)
     finally:

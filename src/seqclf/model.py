@@ -300,7 +300,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
             raise ValueError(
                 f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}"
             )
-        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        # dtype attributes, not Tensor.is_complex(): torch 2.2's dynamo cannot trace that call
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
             raise TypeError(f"lengths must be an integer tensor; got dtype {lengths.dtype}")
         lengths = lengths.to(device=x.device, dtype=torch.int64)
         if _tracing() or x.shape[0] == 0:
