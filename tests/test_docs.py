@@ -3,6 +3,7 @@ paths that exist only in this repository."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import os
@@ -65,6 +66,48 @@ def test_every_public_name_is_in_the_api_reference() -> None:
             if not found:
                 missing.append(f"{module.__name__}.{name}")
     assert not missing, f"docs/api.md lacks {missing}: add a '::: name' directive for each"
+
+
+MODULES = sorted(path.stem for path in Path(seqclf.__file__).parent.glob("*.py"))
+
+
+def _module(stem: str) -> ModuleType:
+    return importlib.import_module("seqclf" if stem == "__init__" else f"seqclf.{stem}")
+
+
+@pytest.mark.parametrize("stem", MODULES)
+def test_every_module_states_its_public_names(stem: str) -> None:
+    module = _module(stem)
+    names = getattr(module, "__all__", None)
+    assert isinstance(names, list) and all(isinstance(n, str) for n in names), f"{module.__name__} has no __all__ list"
+    assert not [n for n in names if not hasattr(module, n)], f"{module.__name__}.__all__ names what it lacks"
+
+
+_NOT_YET_UNDERSCORED = {
+    "distributed": "its process-group helpers (setup, wrap, all_reduce_sum, ...) are neither listed nor underscored",
+    "serialization": "write_atomically is neither listed nor underscored",
+}
+
+
+@pytest.mark.parametrize(
+    "stem",
+    [pytest.param(stem, marks=pytest.mark.xfail(strict=True, reason=_NOT_YET_UNDERSCORED[stem]))
+     if stem in _NOT_YET_UNDERSCORED else stem for stem in MODULES],
+)
+def test_functions_and_classes_outside_all_are_underscored(stem: str) -> None:
+    module = _module(stem)
+    tree = ast.parse((Path(seqclf.__file__).parent / f"{stem}.py").read_text())
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    unlisted = sorted(n for n in defined - set(getattr(module, "__all__", [])) if not n.startswith("_"))
+    assert not unlisted, f"{module.__name__} defines {unlisted} outside __all__: list them, or underscore private helpers"
+
+
+def test_the_api_reference_documents_only_public_names() -> None:
+    public = {id(getattr(module, name)) for module in public_modules() for name in getattr(module, "__all__", [])}
+    public |= {id(module) for module in public_modules()}
+    directives = re.findall(r"^::: ([\w.]+)", API.read_text(), flags=re.M)
+    private = [target for target in directives if id(resolve(target)) not in public]
+    assert not private, f"docs/api.md documents names no module lists in __all__: {private}"
 
 
 def test_public_modules_named_in_seqclf_declare_their_public_names() -> None:

@@ -32,6 +32,19 @@ from torch import Tensor
 
 from ._version import __version__
 
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "PathLike",
+    "UnsafeCheckpointError",
+    "digest",
+    "move_into_place",
+    "read_file",
+    "to_cpu",
+    "write_file",
+]
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "seqclf.checkpoint"

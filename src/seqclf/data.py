@@ -19,9 +19,27 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+__all__ = [
+    "Batch",
+    "BatchSource",
+    "BatchTransform",
+    "DatasetSource",
+    "LengthBucketing",
+    "LoaderSource",
+    "TensorSequenceDataset",
+    "TensorSource",
+    "as_source",
+    "bucketed_epoch_plan",
+    "channels_last",
+    "collate_sequences",
+    "epoch_plan",
+    "pad_sequences",
+]
+
 logger = logging.getLogger(__name__)
 
 BatchTransform = Callable[[Tensor], Tensor]
+"""A ``transform`` of :class:`TensorSequenceDataset`: a batch ``(B, ...)`` in, sequences ``(B, T, F)`` out."""
 
 _CHANNELS_FIRST_HINT = (
     "if your data is channels-first (n_cases, n_channels, n_timepoints) as in aeon/sktime, "

@@ -15,6 +15,8 @@ from ._model_record import rebuild_model
 from .normalization import Standardize
 from .serialization import SerializableModel
 
+__all__ = ["ModelConfig", "SequenceClassifier", "StreamState"]
+
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
 

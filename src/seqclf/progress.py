@@ -154,7 +154,7 @@ def _terminal_size(file: TextIO) -> os.terminal_size | None:
         return None
 
 
-def default_callbacks(callbacks: Sequence[Callback], progress: bool | None) -> list[Callback]:
+def _default_callbacks(callbacks: Sequence[Callback], progress: bool | None) -> list[Callback]:
     """``callbacks`` plus a ``ProgressBar(enabled=progress)`` unless they hold one or ``progress`` is False."""
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None (auto); got {progress!r}")

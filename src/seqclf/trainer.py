@@ -37,7 +37,9 @@ from .data import (
 )
 from .history import History, Record
 from .normalization import fit_standardizers
-from .progress import default_callbacks
+from .progress import _default_callbacks
+
+__all__ = ["DivergenceError", "TrainState", "Trainer", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +226,7 @@ class Trainer:
         # the module that trains: the model itself, or its DDP wrapper (which broadcasts rank 0's weights)
         self._train_model: nn.Module = self.model if env is None else distributed.wrap(self.model, self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
-        self.callbacks = sorted(default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
+        self.callbacks = sorted(_default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
         self.train_source: Source | None = None
         """The training data of the current ``fit``, as a batch source (for callbacks)."""
         self.state = TrainState(seed=0 if seed is None else seed)
