@@ -1,4 +1,4 @@
-"""Check on a CUDA GPU what the CPU test suite cannot, in one run of at most about 5 minutes.
+"""Check on a CUDA GPU what the CPU test suite cannot, in one run sized for about 5 minutes.
 
     python benchmarks/gpu_check.py                       # on CUDA
     python benchmarks/gpu_check.py --json gpu.json       # also write the results as JSON
