@@ -180,7 +180,7 @@ def read_file(path: PathLike) -> dict[str, Any]:
                 warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
                 data = torch.load(file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            # "Unsupported global: GLOBAL posix.system" (torch >= 2.4) or "Unsupported class posix.system" (2.2, 2.3)
+            # "Unsupported global: GLOBAL posix.system" (recent torch) or "Unsupported class posix.system" (torch 2.2)
             found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(error))
             if found is not None:
                 raise UnsafeCheckpointError(
