@@ -157,7 +157,7 @@ def onnx_inference() -> None:
     try:
         import onnxruntime
     except ImportError:
-        print("   skipped: onnxruntime is not installed (pip install 'seqclf[onnx]')")
+        print("   skipped: onnxruntime is not installed (pip install onnxruntime)")
         return
     from seqclf.export import to_onnx
 

@@ -13,6 +13,7 @@ from seqclf.data import (
     DatasetSource,
     LoaderSource,
     TensorSource,
+    _nan_padding_lengths,
     as_source,
     channels_last,
     collate_sequences,
@@ -258,3 +259,31 @@ def test_subset_takes_a_boolean_mask_as_a_mask() -> None:
     assert dataset.subset([1, 0]).y.tolist() == [3, 0]  # integers stay indices
     with pytest.raises(ValueError, match=r"index as a boolean mask must have shape \(10,\) \(one entry per item\); got \(3,\)"):
         dataset.subset(torch.tensor([True, False, True]))
+
+
+def test_nan_padding_lengths_reads_the_ucr_convention_and_nothing_else() -> None:
+    x = torch.randn(3, 5, 2)
+    assert _nan_padding_lengths(x) is None  # no padding
+    x[0, 3:] = float("nan")
+    x[2, 1:] = float("nan")
+    assert _nan_padding_lengths(x).tolist() == [3, 5, 1]  # type: ignore[union-attr]
+    partial = x.clone()
+    partial[1, 4, 0] = float("nan")  # one feature missing at the end is a missing value, not padding
+    assert _nan_padding_lengths(partial).tolist() == [3, 5, 1]  # type: ignore[union-attr]
+    x[1] = float("nan")  # a sequence NaN throughout is no padding
+    assert _nan_padding_lengths(x) is None
+
+
+def test_nan_padding_passes_the_check_in_every_in_memory_form() -> None:
+    x, y = torch.randn(4, 5, 3), torch.tensor([0, 1, 0, 1])
+    lengths = torch.tensor([5, 2, 3, 1])
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = float("nan")
+    as_source((x, lengths, y), CPU, input_size=3)
+    as_source(TensorSequenceDataset(x, y, lengths), CPU, input_size=3)
+    as_source(TensorDataset(x, lengths, y), CPU, input_size=3)
+    as_source((x, lengths), CPU, input_size=3, labelled=False)
+    x[1, 1, 2] = float("inf")  # within sequence 1's 2 steps
+    for data in [(x, lengths, y), TensorSequenceDataset(x, y, lengths), TensorDataset(x, lengths, y)]:
+        with pytest.raises(ValueError, match=r"data sequences must be finite within each sequence's length \(lengths\); got 1 NaN or Inf values \(the first in sequence 1, step 1\)"):
+            as_source(data, CPU, input_size=3)

@@ -24,6 +24,8 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
+__all__ = ["LoaderOrder", "epoch_seed"]
+
 _SEEDED = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)  # shuffle with `self.generator`
 _FIXED = (SequentialSampler, DistributedSampler)  # an order set by the epoch alone
 

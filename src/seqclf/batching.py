@@ -32,7 +32,7 @@ def steps_per_epoch(size: int, batch_size: int, world_size: int = 1) -> int:
     step together, so it is skipped (at most ``world_size - 1`` sequences per epoch; the
     next epoch reshuffles). Alone, this is ``ceil(size / batch_size)``.
 
-    Example:
+    Examples:
         >>> steps_per_epoch(97, 16), steps_per_epoch(97, 16, world_size=2)
         (7, 3)
     """
@@ -175,7 +175,7 @@ def rank_plan(
     :func:`bucketed_epoch_plan`'s, otherwise :func:`epoch_plan`'s; either way it is cut to
     :func:`steps_per_epoch` steps so that every rank steps together.
 
-    Example:
+    Examples:
         >>> plan = rank_plan(97, 16, seed=0, rank=1, world_size=2)
         >>> len(plan.batches), [len(batch) for batch in plan.batches]
         (3, [16, 16, 16])

@@ -22,9 +22,24 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from . import batching as _batching
 
+__all__ = [
+    "Batch",
+    "BatchSource",
+    "BatchTransform",
+    "DatasetSource",
+    "LoaderSource",
+    "TensorSequenceDataset",
+    "TensorSource",
+    "as_source",
+    "channels_last",
+    "collate_sequences",
+    "pad_sequences",
+]
+
 logger = logging.getLogger(__name__)
 
 BatchTransform = Callable[[Tensor], Tensor]
+"""A ``transform`` of :class:`TensorSequenceDataset`: a batch ``(B, ...)`` in, sequences ``(B, T, F)`` out."""
 
 _CHANNELS_FIRST_HINT = (
     "if your data is channels-first (n_cases, n_channels, n_timepoints) as in aeon/sktime, "
@@ -53,7 +68,7 @@ def channels_last(x: Any) -> Any:
     Returns:
         ``(N, T, C)`` of the same type, or a list of ``(T_i, C)``.
 
-    Example:
+    Examples:
         >>> from aeon.datasets import load_classification  # doctest: +SKIP
         >>> X, y = load_classification("GunPoint", split="train")  # (50, 1, 150)  # doctest: +SKIP
         >>> channels_last(X).shape  # doctest: +SKIP
@@ -462,6 +477,11 @@ def as_source(
             checker.sequences(data.transform(data.x[:2]), transformed=True)
         checker.labels(data.y, len(data.x))
         checker.lengths(data.lengths, len(data.x), _time_steps(data))
+        if data.transform is None:
+            checker.finite(x, data.lengths)
+        else:
+            head = None if data.lengths is None else data.lengths[:2]
+            checker.finite(data.transform(data.x[:2]), head, transformed=True)
         return TensorSource(x, data.y, data.lengths, data.transform, device, dtype)
     if isinstance(data, TensorDataset):
         tensors = data.tensors
@@ -477,6 +497,7 @@ def as_source(
         checker.nonempty(len(data))
         first = collate_sequences([data[0]])
         checker.sequences(first.x)
+        checker.finite(first.x, first.lengths)
         assert first.y is not None
         checker.labels(first.y, 1)
         return DatasetSource(data, dtype=dtype)
@@ -494,6 +515,9 @@ def _tuple_source(
     data: Sequence[Any], device: torch.device, checker: _Checker, labelled: bool, dtype: torch.dtype | None
 ) -> TensorSource:
     sizes = (2, 3) if labelled else (1, 2)
+    if len(data) == 0:
+        empty = type(data).__name__
+        raise ValueError(f"{checker.name} must hold at least one sequence; got no sequences (an empty {empty})")
     if len(data) not in sizes:
         shapes = "(X, y) or (X, lengths, y)" if labelled else "X or (X, lengths)"
         raise ValueError(f"{checker.name} must be {shapes}; got a tuple of {len(data)} items")
@@ -521,6 +545,7 @@ def _tuple_source(
         lengths = np.asarray(lengths)
     lengths = _as_tensor(lengths, f"{checker.name} lengths")
     checker.lengths(lengths, len(x), int(x.shape[1]))
+    checker.finite(x, lengths)
     return TensorSource(x, y, lengths, None, device)
 
 
@@ -562,9 +587,30 @@ class _Checker:
                 "time points, give it as (batch, %d, 1) (seqclf.data.channels_last turns (batch, 1, %d) into that)",
                 what, x.shape[2], x.shape[2], x.shape[2], x.shape[2],
             )
-        if not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"{what} must be finite; got {bad} NaN or Inf values")
+
+    def finite(self, x: Tensor, lengths: Tensor | None, transformed: bool = False) -> None:
+        """Refuse NaN or Inf in the valid steps of ``x`` ``(N, T, F)``; the padding may hold anything."""
+        what = f"{self.name} sequences" + (" (after the transform)" if transformed else "")
+        bad = ~torch.isfinite(x)  # (N, T, F)
+        if lengths is not None:
+            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (N, T)
+            bad &= valid.unsqueeze(-1)  # beyond a sequence's length anything goes
+        count = int(bad.sum())
+        if count == 0:
+            return
+        sequence, step, _ = (int(i) for i in bad.nonzero()[0])
+        within = "" if lengths is None else " within each sequence's length (lengths)"
+        message = (
+            f"{what} must be finite{within}; got {count} NaN or Inf values "
+            f"(the first in sequence {sequence}, step {step})"
+        )
+        padded = None if lengths is not None else _nan_padding_lengths(x)
+        if padded is not None and _valid_finite(x, padded):
+            message += (
+                "; the NaN only end sequences, as padding does (the UCR archive's convention): give each "
+                "sequence's number of valid steps as lengths, (X, lengths, y), or give X as a list of sequences"
+            )
+        raise ValueError(message)
 
     def labels(self, y: Any, size: int) -> None:
         if not isinstance(y, Tensor):
@@ -603,6 +649,42 @@ class _Checker:
 
 
 _MOVED_TO_BATCHING = ("LengthBucketing", "bucketed_epoch_plan", "epoch_plan")
+
+
+def _warn_if_one_class(source: TensorSource | DatasetSource | LoaderSource, name: str) -> None:
+    """Log a warning when the labels of in-memory ``source`` all name one class.
+
+    A model trained so learns to answer that class whatever the input. The labels of a
+    ``Dataset`` or ``DataLoader`` are not read ahead (that would cost a pass over the data).
+    """
+    if not isinstance(source, TensorSource) or source.y is None or len(source.y) < 2:
+        return
+    classes = torch.unique(source.y)  # (K,)
+    if len(classes) == 1:
+        logger.warning(
+            "%s labels all name one class (%d) in %d sequences: the model will learn to answer it whatever "
+            "the input; a classifier needs examples of at least two classes",
+            name, int(classes[0]), len(source.y),
+        )
+
+
+def _nan_padding_lengths(x: Tensor) -> Tensor | None:
+    """The lengths ``(N,)`` of ``x`` ``(N, T, F)`` padded with NaN at the end (the UCR archive's convention).
+
+    A sequence's length is its steps before the run of all-NaN steps that ends it. None when
+    no sequence ends so, or one is NaN throughout (that is no padding).
+    """
+    nan_step = torch.isnan(x).all(dim=2)  # (N, T)
+    trailing = nan_step.flip(1).to(torch.int64).cumprod(dim=1).sum(dim=1)  # (N,) all-NaN steps at the end
+    lengths = x.shape[1] - trailing  # (N,)
+    if not bool(trailing.any()) or bool((lengths < 1).any()):
+        return None
+    return lengths
+
+
+def _valid_finite(x: Tensor, lengths: Tensor) -> bool:
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (N, T)
+    return bool((torch.isfinite(x).all(dim=2) | ~valid).all())
 
 
 def __getattr__(name: str) -> Any:

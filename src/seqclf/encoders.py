@@ -14,7 +14,7 @@ runs once at its entry point; a model that has checked its input calls
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -67,7 +67,7 @@ class RecurrentEncoder(nn.Module):
             valid step and the backward direction's full pass), ``"mean"`` or ``"max"``
             over valid steps.
 
-    Example:
+    Examples:
         >>> encoder = RecurrentEncoder(input_size=3, hidden_size=8, readout="mean")
         >>> encoder(torch.zeros(4, 10, 3), torch.tensor([10, 2, 5, 1])).shape
         torch.Size([4, 8])
@@ -132,6 +132,9 @@ class RecurrentEncoder(nn.Module):
         if lengths is None:
             out, _ = self.rnn(x)  # (B, T, D*H)
             return self._readout_full(out)
+        # padding may hold anything (NaN, as the UCR archive pads): the results ignore it, but
+        # backpropagating through the recurrence over NaN steps would give NaN gradients (0 * NaN)
+        x = x.masked_fill(~(_positions(x) < lengths[:, None]).unsqueeze(-1), 0.0)  # (B, T, F)
         out = self._run_padded(x, lengths)  # (B, T, D*H), junk after each length
         return self._readout_padded(out, lengths)
 
@@ -324,7 +327,8 @@ def check_lengths(lengths: Tensor, x: Tensor) -> Tensor:
         raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
     if not _jit_tracing() and lengths.shape != (x.shape[0],):
         raise ValueError(f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}")
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+    # dtype attributes, not Tensor.is_complex(): torch 2.2's dynamo cannot trace that call
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise TypeError(f"lengths must be an integer tensor; got dtype {lengths.dtype}")
     lengths = lengths.to(device=x.device, dtype=torch.int64)
     if _tracing() or x.shape[0] == 0:
@@ -359,10 +363,16 @@ def _tracing() -> bool:
     """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
     return bool(
         _jit_tracing()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
+        or _is_compiling()
+        or _is_exporting()
         or torch.onnx.is_in_onnx_export()
     )
+
+
+# torch.compiler.is_compiling and is_exporting arrived in torch 2.3; torch 2.2's torch.export
+# traces through dynamo, which torch._dynamo.is_compiling reports
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+_is_exporting: Callable[[], bool] = getattr(torch.compiler, "is_exporting", None) or (lambda: False)
 
 
 def _positions(x: Tensor) -> Tensor:

@@ -143,7 +143,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         :func:`seqclf.checkpoint.load_checkpoint`), so a file crafted to run code is refused;
         its checksum, class name, config and weight shapes are checked.
 
-        Example:
+        Examples:
             >>> model = SequenceClassifier.from_checkpoint("runs/lstm/step-00001875.pt")  # doctest: +SKIP
         """
         return rebuild_model(cls, ModelConfig, path)
@@ -205,7 +205,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             grad: record autograd history through the steps, to train through a stream
                 (the state then holds every step's graph: memory grows with each step).
 
-        Example:
+        Examples:
             >>> model = SequenceClassifier(3, 8, 2).eval()
             >>> state = model.initial_state(batch_size=1)
             >>> for x_t in torch.randn(5, 1, 3):

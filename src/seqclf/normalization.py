@@ -32,7 +32,7 @@ class Standardize(nn.Module):
     Args:
         num_features: features per time step (the last dimension of ``x``).
 
-    Example:
+    Examples:
         >>> layer = Standardize(2).fit(torch.tensor([[[1.0, 5.0], [3.0, 5.0]]]))
         >>> layer.mean.tolist(), layer.scale.tolist()
         ([2.0, 5.0], [1.0, 1.0])

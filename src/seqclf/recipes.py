@@ -136,7 +136,7 @@ class SmallDataRecipe:
             many sequences.
         patience: early stopping's patience as a fraction of the run's epochs.
 
-    Example:
+    Examples:
         >>> from seqclf import LSTMFCN
         >>> model = LSTMFCN(input_size=1, num_classes=2)
         >>> trainer = SmallDataRecipe(min_steps=10, min_epochs=1).fit(

@@ -11,7 +11,7 @@ seqclf model class that has a frozen ``config`` dataclass (with ``to_dict`` and
 ``from_dict``), a ``config_class`` class attribute and a ``from_config`` class method
 gets ``save`` and ``load`` by inheriting :class:`SerializableModel`.
 
-Example:
+Examples:
     >>> model.save("model.safetensors")  # doctest: +SKIP
     >>> model = SequenceClassifier.load("model.safetensors")  # doctest: +SKIP
 """

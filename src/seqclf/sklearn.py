@@ -1,6 +1,7 @@
 """A scikit-learn estimator: numpy or aeon data and any labels in, the original labels out.
 
-Needs scikit-learn (``pip install "seqclf[sklearn]"``)::
+Needs scikit-learn: ``pip install scikit-learn`` (or, in a clone of seqclf,
+``pip install -e ".[sklearn]"``)::
 
     from aeon.datasets import load_classification
     from seqclf.sklearn import SequenceClassifierEstimator
@@ -23,17 +24,24 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, column_or_1d
+except ImportError as error:  # pragma: no cover - the test environment has scikit-learn
+    raise ImportError(
+        "seqclf.sklearn needs scikit-learn, which is not installed: pip install scikit-learn "
+        '(or, in a clone of seqclf, pip install -e ".[sklearn]")'
+    ) from error
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
 from ._inference import batch_logits, model_source
 from .callbacks import Callback, EarlyStopping
-from .data import _from_numpy, channels_last, pad_sequences
+from .data import _from_numpy, _nan_padding_lengths, channels_last, pad_sequences
 from .history import History, Record
 from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -82,7 +90,9 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             of ``(n_channels, n_timepoints_i)``, whatever the sizes. ``"ntc"``: channels-last,
             ``(n_cases, n_timepoints, n_features)`` or a list of ``(n_timepoints_i,
             n_features)``. In every layout a 2-D array is ``(n_cases, n_timepoints)``
-            univariate series and a list of 1-D arrays holds univariate series.
+            univariate series and a list of 1-D arrays holds univariate series. In an
+            array, sequences of unequal length may be padded at the end with NaN (the UCR
+            archive's convention): each ends at its last step that is not all NaN.
         model: ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`) or ``"lstm"`` (a plain
             :class:`~seqclf.SequenceClassifier`).
         hidden_size: hidden units of the recurrent layer (per direction); None: the
@@ -121,7 +131,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds: the
             lowest validation loss when a validation set was held out, else the last epoch.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X = np.random.default_rng(0).normal(size=(40, 2, 12))  # (n_cases, n_channels, n_timepoints)
         >>> y = np.where(X[:, 0, :].mean(axis=1) > 0, "up", "down")
@@ -411,7 +421,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"{name} must be a 3-D array {axes} (layout={self.layout!r}), a 2-D array (n_cases, n_timepoints) "
                 f"of univariate series, or a list of sequences; got shape {tuple(X.shape)}"
             )
-        return (X if X.is_floating_point() else X.float()), None
+        X = X if X.is_floating_point() else X.float()
+        return X, _nan_padding_lengths(X)  # sequences that end in all-NaN steps are padded (UCR's convention)
 
 
 def _is_empty(X: Any) -> bool:

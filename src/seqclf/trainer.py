@@ -29,13 +29,13 @@ from ._run_state import Run, TrainState, check_loader_resumable, global_state, l
 from .batching import LengthBucketing, rank_plan
 from .callbacks import Callback, Checkpoint, StepOutput
 from .checkpoint import load_checkpoint
-from .data import Batch, DatasetSource, LoaderSource, TensorSource
+from .data import Batch, DatasetSource, LoaderSource, TensorSource, _warn_if_one_class
 from .distributed import resolve_device as resolve_device  # importable from here as before
 from .history import History, Record
 from .input_statistics import fit_standardizers
-from .progress import default_callbacks
+from .progress import _default_callbacks
 
-__all__ = ["DivergenceError", "TrainState", "Trainer"]
+__all__ = ["DivergenceError", "TrainState", "Trainer", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Trainer:
         # the module that trains: the model itself, or its DDP wrapper (which broadcasts rank 0's weights)
         self._train_model: nn.Module = self.model if env is None else distributed.wrap(self.model, self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
-        self.callbacks = sorted(default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
+        self.callbacks = sorted(_default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
         self.train_source: Source | None = None
         """The training data of the current ``fit``, as a batch source (for callbacks)."""
         self.state = TrainState(seed=0 if seed is None else seed)
@@ -240,6 +240,7 @@ class Trainer:
     ) -> tuple[Source, Source | None, LoaderOrder | None]:
         """Check the data (and the checkpoint), then resume from it or fit the model's input statistics."""
         train = self.train_source = self.as_source(train_data, name="train_data")
+        _warn_if_one_class(train, "train_data")
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         order = None
         if isinstance(train, LoaderSource):
