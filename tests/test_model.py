@@ -268,3 +268,36 @@ def test_normalize_standardises_the_input_and_padding_still_never_changes_a_resu
     torch.testing.assert_close(model(padded, lengths), reference(standardized, lengths), atol=1e-5, rtol=0)
     alone = torch.cat([model(seq[None]) for seq in sequences])
     torch.testing.assert_close(model(padded, lengths), alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("cell", "readout"), [("lstm", "last"), ("gru", "mean"), ("rnn", "max")])
+def test_streaming_keeps_no_autograd_history_without_no_grad(cell: str, readout: str) -> None:
+    """The documented loop, with no ``torch.no_grad()``: the state holds no graph, so memory stays flat."""
+    model = SequenceClassifier(3, 8, 2, num_layers=2, cell=cell, readout=readout, normalize=True).eval()  # type: ignore[arg-type]
+    assert torch.is_grad_enabled()
+    state = model.initial_state(batch_size=2)
+    for x_t in torch.randn(20, 2, 3):
+        logits, state = model.step(x_t, state)
+    tensors = [state.hidden, state.cell, state.summary, logits]
+    for tensor in (t for t in tensors if t is not None):
+        assert tensor.grad_fn is None and not tensor.requires_grad
+
+
+def test_streaming_records_gradients_when_asked() -> None:
+    model = SequenceClassifier(3, 8, 2, readout="mean").eval()
+    x = torch.randn(2, 5, 3)
+    state = model.initial_state(batch_size=2)
+    for t in range(5):
+        logits, state = model.step(x[:, t], state, grad=True)
+    assert state.hidden.grad_fn is not None
+    logits.sum().backward()
+    streamed = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    model(x).sum().backward()
+    for a, b in zip(streamed, (p.grad for p in model.parameters() if p.grad is not None), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    with torch.no_grad():  # the caller's no_grad wins
+        _, state = model.step(x[:, 0], model.initial_state(batch_size=2), grad=True)
+    assert state.hidden.grad_fn is None
+    with pytest.raises(TypeError, match="grad must be a bool; got 'yes'"):
+        model.step(x[:, 0], model.initial_state(batch_size=2), grad="yes")  # type: ignore[arg-type]
