@@ -71,26 +71,12 @@ def test_masked_batch_norm_statistics_are_those_of_the_valid_steps() -> None:
     torch.testing.assert_close(MaskedBatchNorm1d(2)(x), reference(x))
 
 
-def test_full_lengths_equal_no_lengths() -> None:
-    model = LSTMFCN(3, 2, **SMALL).eval()
-    x = torch.randn(4, 6, 3)
-    torch.testing.assert_close(model(x, torch.full((4,), 6)), model(x), atol=1e-6, rtol=0)
-
-
 @pytest.mark.parametrize("layout", ["parallel", "serial"])
 def test_every_parameter_gets_a_gradient(layout: str) -> None:
     model = LSTMFCN(3, 2, layout=layout, **SMALL)  # type: ignore[arg-type]
     model(torch.randn(4, 6, 3), torch.tensor([6, 2, 5, 1])).sum().backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-
-
-def test_forward_head_on_features() -> None:
-    model = LSTMFCN(3, 2, **SMALL)
-    x = torch.randn(4, 6, 3)
-    features = model.forward_features(x)
-    assert features.shape == (4, model.num_features)
-    torch.testing.assert_close(model.eval().forward_head(model.forward_features(x)), model(x))
 
 
 def test_config_round_trip() -> None:
@@ -164,17 +150,6 @@ def test_normalize_is_fitted_by_the_trainer_and_keeps_padding_invariance() -> No
     batched = model(padded, torch.tensor([7, 2, 5]))
     torch.testing.assert_close(batched, torch.cat([model(seq[None]) for seq in sequences]), atol=1e-5, rtol=0)
     assert "normalize.mean" in model.state_dict() and LSTMFCN(3, 2, **SMALL).normalize is None
-
-
-def test_save_and_load_one_safetensors_file(tmp_path: Path) -> None:
-    model = LSTMFCN(3, 2, normalize=True, **SMALL).eval()
-    x = torch.randn(4, 6, 3)
-    path = tmp_path / "model.safetensors"
-    model.save(path)
-    loaded = LSTMFCN.load(path)
-    assert loaded.config == model.config and not loaded.training
-    lengths = torch.tensor([6, 2, 5, 1])
-    torch.testing.assert_close(loaded(x, lengths), model(x, lengths), atol=0, rtol=0)
 
 
 def test_masked_batch_norm_without_running_statistics_honours_the_mask_in_eval() -> None:

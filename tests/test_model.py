@@ -60,12 +60,6 @@ def test_bidirectional_last_is_forward_last_valid_step_and_backward_full_pass() 
     torch.testing.assert_close(model.forward_features(padded, torch.tensor([3])), expected, atol=1e-6, rtol=0)
 
 
-def test_full_lengths_equal_no_lengths() -> None:
-    model = SequenceClassifier(3, 5, 2, readout="mean")
-    x = torch.randn(4, 6, 3)
-    torch.testing.assert_close(model(x, torch.full((4,), 6)), model(x))
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_every_parameter_gets_a_gradient(cell: str) -> None:
     model = SequenceClassifier(3, 5, 2, num_layers=2, cell=cell, bidirectional=True, dropout=0.1)  # type: ignore[arg-type]
@@ -85,12 +79,6 @@ def test_overfits_a_tiny_batch() -> None:
         optimizer.step()
     assert loss.item() < 0.05
     assert (model(x).argmax(1) == y).all()
-
-
-def test_forward_head_can_be_swapped_on_features() -> None:
-    model = SequenceClassifier(3, 5, 2)
-    features = model.forward_features(torch.randn(2, 4, 3))
-    assert model.forward_head(features).shape == (2, 2)
 
 
 def test_config_round_trip() -> None:
