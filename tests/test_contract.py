@@ -10,6 +10,9 @@ to stream with a reason. See docs/adding-a-model.md.
 from __future__ import annotations
 
 import json
+import re
+import sys
+import types
 from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
@@ -195,3 +198,23 @@ def test_streaming_equals_the_prefix_logits_or_is_refused_with_a_reason(name: st
         logits, state = model.step(x[:, t], state)
         torch.testing.assert_close(logits, model(x[:, : t + 1]), atol=1e-5, rtol=0)
     assert logits.grad_fn is None  # no autograd history unless asked for
+
+
+def test_the_example_in_adding_a_model_keeps_the_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The docs' example model, registered as the page shows, passes the checks above."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "adding-a-model.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    monkeypatch.setattr(seqclf.registry, "_REGISTRY", dict(seqclf.registry._REGISTRY))
+    module = types.ModuleType("adding_a_model")  # dataclasses look their module up in sys.modules
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(blocks[-1], "adding-a-model.md", "exec"), module.__dict__)
+    assert "deep_head" in seqclf.list_models()
+    test_config_rebuilds_the_model("deep_head")
+    test_forward_is_the_head_on_the_features("deep_head")
+    test_padding_never_changes_a_result("deep_head")
+    test_save_and_load_round_trip("deep_head", tmp_path)
+    test_streaming_equals_the_prefix_logits_or_is_refused_with_a_reason("deep_head")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "run").mkdir()
+    test_trainer_fits_it_and_from_checkpoint_rebuilds_it("deep_head", tmp_path / "run", None)
+    test_onnx_runtime_equals_eager("deep_head", tmp_path / "onnx", None)
