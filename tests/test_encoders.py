@@ -84,3 +84,19 @@ def test_grad_mode_follows_the_flag_and_the_caller() -> None:
         assert torch.is_grad_enabled()
     with torch.no_grad(), grad_mode(True):
         assert not torch.is_grad_enabled()
+
+
+def test_from_rnn_wraps_an_existing_module_without_initialising() -> None:
+    rnn = torch.nn.GRU(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+    rng = torch.get_rng_state()
+    encoder = RecurrentEncoder.from_rnn(rnn, readout="mean")
+    assert torch.equal(torch.get_rng_state(), rng) and encoder.rnn is rnn
+    assert (encoder.cell, encoder.num_features, encoder.num_layers) == ("gru", 8, 2)
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(encoder(x), rnn(x)[0].mean(dim=1), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="rnn must be batch_first"):
+        RecurrentEncoder.from_rnn(torch.nn.LSTM(3, 4))
+    with pytest.raises(ValueError, match="mode='RNN_RELU'"):
+        RecurrentEncoder.from_rnn(torch.nn.RNN(3, 4, nonlinearity="relu", batch_first=True))
+    with pytest.raises(TypeError, match=r"rnn must be a torch\.nn\.LSTM, GRU or RNN; got Linear"):
+        RecurrentEncoder.from_rnn(torch.nn.Linear(3, 4))  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,12 @@ def test_streaming_is_refused_with_a_reason() -> None:
         model.initial_state(batch_size=1)
     with pytest.raises(NotImplementedError, match="cannot stream"):
         model.step(torch.zeros(1, 3), None)
+
+
+def test_a_model_pickled_by_seqclf_0_1_0_unpickles_and_predicts_the_same() -> None:
+    """Pickled whole when its LSTM branch was a SequenceClassifier (``tests/fixtures/make_pickled_models.py``)."""
+    content = pickle.loads((Path(__file__).parent / "fixtures" / "pickled_models.pkl").read_bytes())  # our fixture
+    model = content["models"]["lstm_fcn"]
+    assert isinstance(model.lstm, RecurrentEncoder)
+    torch.testing.assert_close(model(content["x"], content["lengths"]), content["expected"]["lstm_fcn"], atol=0, rtol=0)
+    assert list(model.state_dict()) == list(LSTMFCN.from_config(model.config).state_dict())

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -289,3 +291,22 @@ def test_streaming_records_gradients_when_asked() -> None:
     assert state.hidden.grad_fn is None
     with pytest.raises(TypeError, match="grad must be a bool; got 'yes'"):
         model.step(x[:, 0], model.initial_state(batch_size=2), grad="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["sequence_classifier", "sequence_classifier_gru"])
+def test_a_model_pickled_by_seqclf_0_1_0_unpickles_and_predicts_the_same(name: str) -> None:
+    """Pickled whole before the encoder existed (``tests/fixtures/make_pickled_models.py``)."""
+    fixture = Path(__file__).parent / "fixtures" / "pickled_models.pkl"
+    content = pickle.loads(fixture.read_bytes())  # our own fixture file
+    model = content["models"][name]
+    torch.testing.assert_close(model(content["x"], content["lengths"]), content["expected"][name], atol=0, rtol=0)
+    fresh = SequenceClassifier.from_config(model.config)
+    assert list(model.state_dict()) == list(fresh.state_dict())  # same names, same order
+    assert [p.shape for p in model.parameters()] == [p.shape for p in fresh.parameters()]
+    again = pickle.loads(pickle.dumps(model))
+    torch.testing.assert_close(again(content["x"], content["lengths"]), content["expected"][name], atol=0, rtol=0)
+    if not model.config.bidirectional:
+        state = model.initial_state(batch_size=4)
+        for t in range(3):
+            logits, state = model.step(content["x"][:, t], state)
+        torch.testing.assert_close(logits, model(content["x"][:, :3]), atol=1e-6, rtol=0)

@@ -251,6 +251,17 @@ class LSTMFCN(nn.Module, SerializableModel):
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.num_features, c.num_classes)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        branch = self._modules.get("lstm")
+        if branch is not None and not isinstance(branch, RecurrentEncoder):  # pickled when it was a classifier
+            encoder = branch._modules.get("encoder")
+            if not isinstance(encoder, RecurrentEncoder):
+                rnn = branch._modules["rnn"]
+                assert isinstance(rnn, nn.LSTM)
+                encoder = RecurrentEncoder.from_rnn(rnn, self.config.readout)
+            self._modules["lstm"] = encoder
+
     @classmethod
     def from_config(cls, config: LSTMFCNConfig) -> LSTMFCN:
         """A freshly initialised model built from ``config``."""
