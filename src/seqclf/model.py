@@ -122,7 +122,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             readout=readout,
             normalize=normalize,
         )
-        # None when off: the tutorial's model keeps exactly its state_dict
+        # None when off: a model without normalisation has no statistics in its state_dict
         self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, readout)
         self.dropout = nn.Dropout(dropout)
