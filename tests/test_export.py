@@ -99,7 +99,7 @@ def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings(
-    "ignore:The tensor attributes self.rnn._flat_weights"
+    "ignore:The tensor attributes self.encoder.rnn._flat_weights"
 )  # torch.export's note on nn.RNN internals
 @pytest.mark.parametrize(
     ("bidirectional", "readout"), [(False, "last"), (False, "max"), (True, "last"), (True, "mean")]

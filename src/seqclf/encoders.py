@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ._checks import boolean, fraction, one_of, positive_int
 
-__all__ = ["Cell", "Readout", "RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode"]
+__all__ = ["RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode"]
 
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
@@ -94,7 +94,7 @@ class RecurrentEncoder(nn.Module):
         self.readout: Readout = readout
         self.bidirectional = bidirectional
         self.dropout = fraction("dropout", dropout)
-        self.rnn = _CELLS[cell](
+        self.rnn: nn.LSTM | nn.GRU | nn.RNN = _CELLS[cell](
             input_size=self.input_size,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
@@ -102,6 +102,36 @@ class RecurrentEncoder(nn.Module):
             bidirectional=bidirectional,
             dropout=self.dropout if self.num_layers > 1 else 0.0,
         )
+
+    @classmethod
+    def from_rnn(cls, rnn: nn.LSTM | nn.GRU | nn.RNN, readout: Readout = "last") -> RecurrentEncoder:
+        """An encoder around an existing recurrent module, its weights kept (nothing is initialised).
+
+        Args:
+            rnn: a ``batch_first`` :class:`torch.nn.LSTM`, :class:`~torch.nn.GRU` or
+                :class:`~torch.nn.RNN` (tanh) with biases (and, for an LSTM, no projection).
+            readout: as in the constructor.
+
+        Raises:
+            TypeError: ``rnn`` is not one of those modules.
+            ValueError: ``rnn`` is not ``batch_first``, has no biases, a ReLU or a projection.
+        """
+        cells = {nn.LSTM: "lstm", nn.GRU: "gru", nn.RNN: "rnn"}
+        if type(rnn) not in cells:
+            raise TypeError(f"rnn must be a torch.nn.LSTM, GRU or RNN; got {type(rnn).__name__}")
+        if not rnn.batch_first or not rnn.bias or rnn.mode not in ("LSTM", "GRU", "RNN_TANH") or rnn.proj_size:
+            raise ValueError(
+                "rnn must be batch_first, with biases, no projection and (for an RNN) tanh; "
+                f"got batch_first={rnn.batch_first}, bias={rnn.bias}, mode={rnn.mode!r}, proj_size={rnn.proj_size}"
+            )
+        one_of("readout", readout, get_args(Readout))
+        encoder = cls.__new__(cls)
+        nn.Module.__init__(encoder)
+        encoder.input_size, encoder.hidden_size, encoder.num_layers = rnn.input_size, rnn.hidden_size, rnn.num_layers
+        encoder.cell = cells[type(rnn)]  # type: ignore[assignment]
+        encoder.readout, encoder.bidirectional, encoder.dropout = readout, rnn.bidirectional, float(rnn.dropout)
+        encoder.rnn = rnn
+        return encoder
 
     @property
     def num_features(self) -> int:

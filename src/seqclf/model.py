@@ -122,7 +122,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             readout=readout,
             normalize=normalize,
         )
-        # None when off: the tutorial's model keeps exactly its state_dict
+        # None when off: a model without normalisation has no statistics in its state_dict
         self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, readout)
         self.dropout = nn.Dropout(dropout)
@@ -173,6 +173,17 @@ class SequenceClassifier(nn.Module, SerializableModel):
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
         return self.encoder.encode(x, lengths)  # (B, D*H)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        if "encoder" not in self._modules and "rnn" in self._modules:  # pickled before the encoder existed
+            rnn = self._modules["rnn"]
+            assert isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN))
+            encoder = RecurrentEncoder.from_rnn(rnn, self.config.readout)
+            # the encoder takes the place of the recurrent layers: parameters keep their order
+            self._modules = {("encoder" if k == "rnn" else k): (encoder if k == "rnn" else v)
+                             for k, v in self._modules.items()}
+            self._register_load_state_dict_pre_hook(_rename_legacy_weights)  # type: ignore[no-untyped-call]
 
     @property
     def rnn(self) -> nn.LSTM | nn.GRU | nn.RNN:
