@@ -43,8 +43,9 @@ import torch
 from torch import Tensor, nn
 
 import seqclf
+from seqclf.batching import epoch_plan
 from seqclf.callbacks import Callback, PeriodicEvaluation
-from seqclf.data import TensorSequenceDataset, epoch_plan
+from seqclf.data import TensorSequenceDataset
 from seqclf.recipes import FAST, TUTORIAL, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,8 +451,8 @@ def floor_variants(data: Data, size: int, batch_size: int) -> dict[str, Callable
 
 def cell_loop(model: nn.Module, x: Tensor) -> Tensor:
     """The LSTM written out: the input projection of all steps in one matrix product, then a cell loop."""
-    assert isinstance(model, seqclf.SequenceClassifier) and isinstance(model.rnn, nn.LSTM)
-    rnn, head = model.rnn, model.head
+    assert isinstance(model, seqclf.SequenceClassifier) and isinstance(model.encoder.rnn, nn.LSTM)
+    rnn, head = model.encoder.rnn, model.head
     batch, steps, _ = x.shape
     hidden = rnn.hidden_size
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")

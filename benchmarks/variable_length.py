@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqclf
 from seqclf import SequenceClassifier
-from seqclf.data import LengthBucketing
+from seqclf.batching import LengthBucketing
 
 
 def packed_features(self: SequenceClassifier, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -157,7 +157,7 @@ def onnx_inference() -> None:
     try:
         import onnxruntime
     except ImportError:
-        print("   skipped: onnxruntime is not installed (pip install 'seqclf[onnx]')")
+        print("   skipped: onnxruntime is not installed (pip install onnxruntime)")
         return
     from seqclf.export import to_onnx
 
@@ -196,6 +196,28 @@ def streaming_latency() -> None:
 
         seconds = median_seconds({"stream": stream}, repeats=5)["stream"]
         print(f"   {cell}, readout={readout}, layers={layers}: {seconds / len(steps) * 1e6:.0f} us")
+    streaming_memory()
+
+
+def streaming_memory(steps: int = 100_000) -> None:
+    """The documented loop, with no ``no_grad``/``inference_mode`` around it: memory must stay flat."""
+    import resource
+
+    model = SequenceClassifier(4, 64, 3).eval()
+    x_t = torch.randn(1, 4)
+    state = model.initial_state(1)
+    for _ in range(1000):  # warm-up: allocator pools filled
+        _, state = model.step(x_t, state)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, state = model.step(x_t, state)
+    seconds = time.perf_counter() - start
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before  # KiB on Linux
+    print(
+        f"   {steps:,} steps of SequenceClassifier(4, 64, 3) with no context manager: peak memory grew "
+        f"{grown / 1024:.1f} MiB, {seconds / steps * 1e6:.0f} us a step"
+    )
 
 
 def export_time() -> None:

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--plot-dir", type=Path, default=None,
                         help="write curves.png, predictions.png and confusion.png here (needs matplotlib: "
-                             'pip install "seqclf[plot]")')
+                             'pip install matplotlib, or pip install -e ".[plot]" in the clone)')
     return parser.parse_args(argv)
 
 
@@ -91,19 +91,35 @@ def load_data(args: argparse.Namespace) -> tuple[seqclf.TensorSequenceDataset, s
     """The training and test sets, or None after printing why they could not be loaded."""
     from seqclf.datasets import DatasetNotFoundError
 
-    other = [option for option in DATASETS if option != args.dataset and found(option, args.data_dir)]
-    hints = [f"hint: {args.data_dir} holds {DATASETS[option]} files: add --dataset {option}" for option in other]
+    hints = other_dataset_hints(args)
     if hints and not args.no_download and not found(args.dataset, args.data_dir):
         print(f"{hints[0]} (downloading {DATASETS[args.dataset]} instead)", file=sys.stderr)
     try:
         train = loader(args.dataset)(args.data_dir, train=True, download=not args.no_download)
         test = loader(args.dataset)(args.data_dir, train=False, download=not args.no_download)
     except DatasetNotFoundError as error:
+        if not hints:  # name the other data set anyway: the files at hand may be that one's
+            hints = [f"hint: to train on {DATASETS[option]} instead, add --dataset {option}"
+                     for option in DATASETS if option != args.dataset]
         print("\n".join([f"error: {missing_files_message(error)}", *hints]), file=sys.stderr)
         return None
     if args.train_limit is not None:
         train = train.subset(slice(args.train_limit))
     return train, test
+
+
+def other_dataset_hints(args: argparse.Namespace) -> list[str]:
+    """A hint per other data set found in --data-dir or beside it (e.g. data/mnist and data/fashion-mnist)."""
+    hints = []
+    for option in DATASETS:
+        if option == args.dataset:
+            continue
+        if found(option, args.data_dir):
+            hints.append(f"hint: {args.data_dir} holds {DATASETS[option]} files: add --dataset {option}")
+        elif found(option, args.data_dir.parent):
+            parent = args.data_dir.parent
+            hints.append(f"hint: {parent} holds {DATASETS[option]} files: add --dataset {option} --data-dir {parent}")
+    return hints
 
 
 def loader(option: str) -> Callable[..., seqclf.TensorSequenceDataset]:
@@ -211,7 +227,7 @@ def write_plots(
 ) -> None:
     import torchvision
 
-    from seqclf import plots  # needs matplotlib: pip install "seqclf[plot]"
+    from seqclf import plots  # needs matplotlib (pip install -e ".[plot]" in the clone)
 
     folder.mkdir(parents=True, exist_ok=True)
     names = torchvision.datasets.FashionMNIST.classes if dataset == "fashion-mnist" else None

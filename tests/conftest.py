@@ -26,22 +26,46 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-DATA_LAYOUT = (
-    "a folder holding mnist/MNIST/raw/ and fashion-mnist/FashionMNIST/raw/, each with the four uncompressed "
-    "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-    "t10k-labels-idx1-ubyte); see 'Run the tests' in the README"
-)
+DATA_FILES = {
+    "mnist": "mnist/MNIST/raw",
+    "fashion-mnist": "fashion-mnist/FashionMNIST/raw",
+}
+"""Where each data set's uncompressed IDX files lie under SEQCLF_DATA_DIR (see 'Run the tests' in the README)."""
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_data(*parts): the real data a test reads, as 'dataset/split' ('mnist/test', 'fashion-mnist/train')",
+    )
+
+
+def _needed_files(request: pytest.FixtureRequest) -> list[str]:
+    marker = request.node.get_closest_marker("needs_data")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"{request.node.nodeid} uses data_dir: mark it @pytest.mark.needs_data('dataset/split', ...)")
+    files = []
+    for part in marker.args:
+        dataset, split = part.split("/")
+        files += [f"{DATA_FILES[dataset]}/{name}" for name in SPLIT_FILES[split]]
+    return files
 
 
 @pytest.fixture
-def data_dir() -> Path:
-    """The real-data folder named by SEQCLF_DATA_DIR (layout: DATA_LAYOUT); skips when unset."""
+def data_dir(request: pytest.FixtureRequest) -> Path:
+    """The real-data folder named by SEQCLF_DATA_DIR; skips, naming the files, when they are not there."""
+    files = _needed_files(request)
     value = os.environ.get("SEQCLF_DATA_DIR")
     if not value:
-        pytest.skip(f"SEQCLF_DATA_DIR is not set: this test needs real data, {DATA_LAYOUT}")
+        pytest.skip(f"SEQCLF_DATA_DIR is not set: this test reads real data, {', '.join(files)} under it")
     path = Path(value)
-    if not path.is_dir():
-        pytest.skip(f"SEQCLF_DATA_DIR={value} is not a folder; it must be {DATA_LAYOUT}")
+    missing = [name for name in files if not (path / name).is_file()]
+    if missing:
+        pytest.skip(f"SEQCLF_DATA_DIR={value} lacks {', '.join(missing)}, which this test reads")
     return path
 
 

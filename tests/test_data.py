@@ -8,33 +8,18 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqclf import TensorSequenceDataset, image_rows_as_sequence, pad_sequences
+from seqclf.batching import epoch_plan
 from seqclf.data import (
     DatasetSource,
     LoaderSource,
     TensorSource,
+    _nan_padding_lengths,
     as_source,
     channels_last,
     collate_sequences,
-    epoch_plan,
 )
 
 CPU = torch.device("cpu")
-
-
-def test_epoch_plan_covers_every_index_once_and_depends_only_on_seed_and_epoch() -> None:
-    plan = epoch_plan(10, 4, seed=3, epoch=1)
-    assert [len(b) for b in plan] == [4, 4, 2]
-    assert sorted(torch.cat(plan).tolist()) == list(range(10))
-    assert all(torch.equal(a, b) for a, b in zip(plan, epoch_plan(10, 4, seed=3, epoch=1), strict=True))
-    assert not torch.equal(torch.cat(plan), torch.cat(epoch_plan(10, 4, seed=3, epoch=2)))
-    assert torch.equal(torch.cat(epoch_plan(5, 2, seed=None)), torch.arange(5))
-
-
-def test_epoch_plan_shards_global_batches_across_ranks() -> None:
-    whole = epoch_plan(10, 4, seed=1)
-    ranks = [epoch_plan(10, 2, seed=1, rank=r, world_size=2) for r in range(2)]
-    for global_batch, part0, part1 in zip(whole, *ranks, strict=True):
-        assert torch.equal(torch.cat([part0, part1]), global_batch)
 
 
 def test_pad_sequences() -> None:
@@ -143,42 +128,6 @@ def test_tensor_dataset_validation() -> None:
         TensorSequenceDataset("ab", torch.zeros(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))
-
-
-# ------------------------------------------------------------------ length bucketing
-def test_bucketed_plan_covers_every_index_once_and_is_a_function_of_seed_epoch_and_lengths() -> None:
-    from seqclf.data import LengthBucketing, bucketed_epoch_plan
-
-    lengths = torch.randint(1, 100, (103,))
-    plan = bucketed_epoch_plan(lengths, 8, pool=4, seed=5, epoch=2)
-    assert sorted(torch.cat(plan).tolist()) == list(range(103))
-    assert [len(b) for b in plan][-1] == 103 % 8  # the smaller batch stays last
-    again = LengthBucketing(pool=4).plan(lengths.clone(), 8, seed=5, epoch=2)
-    assert all(torch.equal(a, b) for a, b in zip(plan, again, strict=True))
-    assert not torch.equal(torch.cat(plan), torch.cat(bucketed_epoch_plan(lengths, 8, pool=4, seed=5, epoch=3)))
-    # batches of similar lengths: far less padding than shuffled batches
-    def padding(batches: list[torch.Tensor]) -> int:
-        return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
-
-    assert padding(plan) < padding(epoch_plan(103, 8, seed=5, epoch=2)) / 3
-
-
-def test_bucketed_plan_shards_global_batches_across_ranks() -> None:
-    from seqclf.data import bucketed_epoch_plan
-
-    lengths = torch.randint(1, 50, (40,))
-    whole = bucketed_epoch_plan(lengths, 8, seed=1, pool=2)
-    ranks = [bucketed_epoch_plan(lengths, 4, seed=1, pool=2, rank=r, world_size=2) for r in range(2)]
-    for batch, part0, part1 in zip(whole, *ranks, strict=True):
-        assert torch.equal(torch.cat([part0, part1]), batch)
-
-
-@pytest.mark.parametrize("pool", [0, -1, 1.5, True])
-def test_length_bucketing_validation(pool: object) -> None:
-    from seqclf.data import LengthBucketing
-
-    with pytest.raises(ValueError, match=f"pool must be a positive int; got {pool!r}"):
-        LengthBucketing(pool=pool)  # type: ignore[arg-type]
 
 
 def test_collated_batches_with_lengths_are_trimmed_to_their_longest_sequence() -> None:
@@ -310,3 +259,31 @@ def test_subset_takes_a_boolean_mask_as_a_mask() -> None:
     assert dataset.subset([1, 0]).y.tolist() == [3, 0]  # integers stay indices
     with pytest.raises(ValueError, match=r"index as a boolean mask must have shape \(10,\) \(one entry per item\); got \(3,\)"):
         dataset.subset(torch.tensor([True, False, True]))
+
+
+def test_nan_padding_lengths_reads_the_ucr_convention_and_nothing_else() -> None:
+    x = torch.randn(3, 5, 2)
+    assert _nan_padding_lengths(x) is None  # no padding
+    x[0, 3:] = float("nan")
+    x[2, 1:] = float("nan")
+    assert _nan_padding_lengths(x).tolist() == [3, 5, 1]  # type: ignore[union-attr]
+    partial = x.clone()
+    partial[1, 4, 0] = float("nan")  # one feature missing at the end is a missing value, not padding
+    assert _nan_padding_lengths(partial).tolist() == [3, 5, 1]  # type: ignore[union-attr]
+    x[1] = float("nan")  # a sequence NaN throughout is no padding
+    assert _nan_padding_lengths(x) is None
+
+
+def test_nan_padding_passes_the_check_in_every_in_memory_form() -> None:
+    x, y = torch.randn(4, 5, 3), torch.tensor([0, 1, 0, 1])
+    lengths = torch.tensor([5, 2, 3, 1])
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = float("nan")
+    as_source((x, lengths, y), CPU, input_size=3)
+    as_source(TensorSequenceDataset(x, y, lengths), CPU, input_size=3)
+    as_source(TensorDataset(x, lengths, y), CPU, input_size=3)
+    as_source((x, lengths), CPU, input_size=3, labelled=False)
+    x[1, 1, 2] = float("inf")  # within sequence 1's 2 steps
+    for data in [(x, lengths, y), TensorSequenceDataset(x, y, lengths), TensorDataset(x, lengths, y)]:
+        with pytest.raises(ValueError, match=r"data sequences must be finite within each sequence's length \(lengths\); got 1 NaN or Inf values \(the first in sequence 1, step 1\)"):
+            as_source(data, CPU, input_size=3)

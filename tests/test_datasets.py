@@ -10,6 +10,7 @@ import seqclf
 from seqclf.datasets import DatasetNotFoundError, read_idx
 
 
+@pytest.mark.needs_data("mnist/test")
 def test_mnist_test_set_from_the_shared_layout(data_dir: Path) -> None:
     digits = seqclf.datasets.mnist(data_dir, train=False)
     assert len(digits) == 10_000
@@ -21,6 +22,7 @@ def test_mnist_test_set_from_the_shared_layout(data_dir: Path) -> None:
     assert torch.equal(seqclf.datasets.mnist(data_dir / "mnist", train=False).y, digits.y)
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_fashion_mnist_both_splits(data_dir: Path) -> None:
     train = seqclf.datasets.fashion_mnist(data_dir, train=True)
     test = seqclf.datasets.fashion_mnist(data_dir, train=False)
@@ -56,6 +58,7 @@ def test_failed_download_is_a_clear_error_not_a_traceback(tmp_path: Path, monkey
     assert raised.value.download_error is not None and raised.value.download_error.startswith("URLError")
 
 
+@pytest.mark.needs_data("fashion-mnist/test")
 @pytest.mark.parametrize("inside", ["FashionMNIST", "FashionMNIST/raw", "fashion-mnist/FashionMNIST/raw", "fashion-mnist"])
 def test_root_may_be_the_folder_the_files_are_in_or_any_parent_in_the_layout(data_dir: Path, inside: str) -> None:
     expected = seqclf.datasets.fashion_mnist(data_dir, train=False).y
@@ -68,6 +71,7 @@ def test_root_must_be_a_path() -> None:
         seqclf.datasets.mnist(3)  # type: ignore[arg-type]
 
 
+@pytest.mark.needs_data("fashion-mnist/test")
 def test_idx_reader_equals_torchvisions(data_dir: Path) -> None:
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
@@ -89,6 +93,7 @@ def test_idx_reader_reads_a_small_file_and_refuses_bad_ones(tmp_path: Path) -> N
         read_idx(path)
 
 
+@pytest.mark.needs_data("fashion-mnist/test")
 def test_loading_does_not_import_torchvision(data_dir: Path) -> None:
     import subprocess
     import sys

@@ -59,6 +59,7 @@ def test_the_examples_recipe_names_are_the_librarys() -> None:
     assert tuple(sorted(RECIPES)) == example_module().RECIPES
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_data_dir_may_be_the_raw_folder_and_a_forgotten_dataset_gets_a_hint(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,6 +101,7 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
     assert "MNIST files are missing" in result.stderr
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_prints_the_tutorial_log_line_and_final_accuracy_and_writes_the_plots(data_dir: Path, tmp_path: Path) -> None:
     plots = importlib.util.find_spec("matplotlib") is not None  # the test extra installs it
     result = run("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--epochs", "1",
@@ -119,6 +121,7 @@ def test_prints_the_tutorial_log_line_and_final_accuracy_and_writes_the_plots(da
     assert re.fullmatch(r"Test accuracy on all 10000 test images: 0\.\d{4}", lines[-1])
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_runs_unchanged_under_torchrun_and_only_rank_0_prints(data_dir: Path) -> None:
     with socket.socket() as sock:  # a free port on 127.0.0.1 for the rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -148,6 +151,7 @@ def test_plot_dir_holding_pictures_is_refused_before_training(tmp_path: Path) ->
     assert (tmp_path / "curves.png").read_bytes() == b"an earlier run's curves"
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_fast_recipe_runs_with_a_schedule(data_dir: Path) -> None:
     result = run("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "1",
                  "--train-limit", "512", "--eval-every", "1", "--no-download", "--device", "cpu")
@@ -156,6 +160,7 @@ def test_fast_recipe_runs_with_a_schedule(data_dir: Path) -> None:
     assert len(log_lines) == 2  # 2 batches of 256
 
 
+@pytest.mark.needs_data("fashion-mnist/train", "fashion-mnist/test")
 def test_checkpoint_dir_and_resume_continue_the_run(data_dir: Path, tmp_path: Path) -> None:
     common = ("--data-dir", str(data_dir), "--dataset", "fashion-mnist", "--train-limit", "320", "--eval-every", "5",
               "--no-download", "--device", "cpu", "--checkpoint-dir", str(tmp_path / "run"))
@@ -170,3 +175,28 @@ def test_checkpoint_dir_and_resume_continue_the_run(data_dir: Path, tmp_path: Pa
     again = run(*common, "--epochs", "1")  # a new run must not mix with the saved one
     assert again.returncode == 1 and "must not hold checkpoints of another run" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+@pytest.mark.needs_data("mnist/test", "fashion-mnist/test")
+def test_missing_mnist_training_files_point_to_fashion_mnist_beside_them(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the MNIST test files alone, with Fashion-MNIST beside them (as the CI data folder may be)
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).symlink_to(data_dir / "mnist" / "MNIST" / "raw" / name)
+    (tmp_path / "fashion-mnist").symlink_to(data_dir / "fashion-mnist")
+    assert example_module().main(["--data-dir", str(tmp_path / "mnist"), "--no-download"]) == 1
+    error = capsys.readouterr().err
+    assert "train-images-idx3-ubyte, train-labels-idx1-ubyte (--no-download was given)" in error
+    assert f"hint: {tmp_path} holds FashionMNIST files: add --dataset fashion-mnist --data-dir {tmp_path}" in error
+
+
+def test_missing_files_name_the_other_dataset_even_when_it_is_not_at_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert example_module().main(["--data-dir", str(tmp_path), "--no-download"]) == 1
+    assert "hint: to train on FashionMNIST instead, add --dataset fashion-mnist" in capsys.readouterr().err
+    assert example_module().main(["--data-dir", str(tmp_path), "--dataset", "fashion-mnist", "--no-download"]) == 1
+    assert "hint: to train on MNIST instead, add --dataset mnist" in capsys.readouterr().err

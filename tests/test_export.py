@@ -31,7 +31,7 @@ def _padded_batches() -> list[tuple[Tensor, Tensor]]:
 def test_onnxruntime_equals_eager_on_padded_batches(
     tmp_path: Path, one_thread: None, cell: str, readout: str, bidirectional: bool, num_layers: int
 ) -> None:
-    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="needs onnx and onnxruntime: pip install onnx onnxruntime (or pip install -e '.[onnx]')")
     from seqclf.export import to_onnx
 
     model = SequenceClassifier(
@@ -47,7 +47,7 @@ def test_onnxruntime_equals_eager_on_padded_batches(
 
 
 def test_onnx_export_carries_normalisation_inside_the_model(tmp_path: Path, one_thread: None) -> None:
-    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="needs onnx and onnxruntime: pip install onnx onnxruntime (or pip install -e '.[onnx]')")
     from seqclf.export import to_onnx
 
     model = SequenceClassifier(3, 5, 4, readout="mean", normalize=True).eval()
@@ -65,7 +65,7 @@ def test_onnx_export_carries_normalisation_inside_the_model(tmp_path: Path, one_
 
 @pytest.mark.parametrize("layout", ["parallel", "serial"])
 def test_the_time_series_model_exports_with_its_normalisation(tmp_path: Path, one_thread: None, layout: str) -> None:
-    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="needs onnx and onnxruntime: pip install onnx onnxruntime (or pip install -e '.[onnx]')")
     from seqclf import LSTMFCN
     from seqclf.export import to_onnx
 
@@ -82,7 +82,7 @@ def test_the_time_series_model_exports_with_its_normalisation(tmp_path: Path, on
 
 
 def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
-    pytest.importorskip("onnx", reason="ONNX export is the optional extra seqclf[onnx]")
+    pytest.importorskip("onnx", reason="needs onnx and onnxruntime: pip install onnx onnxruntime (or pip install -e '.[onnx]')")
     from seqclf.export import to_onnx
 
     path = tmp_path / "model.onnx"
@@ -99,7 +99,7 @@ def test_to_onnx_never_overwrites_silently(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings(
-    "ignore:The tensor attributes self.rnn._flat_weights"
+    "ignore:The tensor attributes self.encoder.rnn._flat_weights"
 )  # torch.export's note on nn.RNN internals
 @pytest.mark.parametrize(
     ("bidirectional", "readout"), [(False, "last"), (False, "max"), (True, "last"), (True, "mean")]
@@ -206,3 +206,14 @@ def test_estimator_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     assert path.read_bytes() == b"precious"
     assert to_onnx(clf, path, overwrite=True) == path and path.stat().st_size > 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.onnx"]
+
+
+def test_without_onnx_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from seqclf.export import to_onnx
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r'^to_onnx needs the onnx package, which is not installed: pip install onnx onnxruntime \(or, in a clone of seqclf, pip install -e "\.\[onnx\]"\)$'):
+        to_onnx(SequenceClassifier(3, 8, 2), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from pathlib import Path
 
 import pytest
@@ -71,26 +72,12 @@ def test_masked_batch_norm_statistics_are_those_of_the_valid_steps() -> None:
     torch.testing.assert_close(MaskedBatchNorm1d(2)(x), reference(x))
 
 
-def test_full_lengths_equal_no_lengths() -> None:
-    model = LSTMFCN(3, 2, **SMALL).eval()
-    x = torch.randn(4, 6, 3)
-    torch.testing.assert_close(model(x, torch.full((4,), 6)), model(x), atol=1e-6, rtol=0)
-
-
 @pytest.mark.parametrize("layout", ["parallel", "serial"])
 def test_every_parameter_gets_a_gradient(layout: str) -> None:
     model = LSTMFCN(3, 2, layout=layout, **SMALL)  # type: ignore[arg-type]
     model(torch.randn(4, 6, 3), torch.tensor([6, 2, 5, 1])).sum().backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-
-
-def test_forward_head_on_features() -> None:
-    model = LSTMFCN(3, 2, **SMALL)
-    x = torch.randn(4, 6, 3)
-    features = model.forward_features(x)
-    assert features.shape == (4, model.num_features)
-    torch.testing.assert_close(model.eval().forward_head(model.forward_features(x)), model(x))
 
 
 def test_config_round_trip() -> None:
@@ -166,12 +153,64 @@ def test_normalize_is_fitted_by_the_trainer_and_keeps_padding_invariance() -> No
     assert "normalize.mean" in model.state_dict() and LSTMFCN(3, 2, **SMALL).normalize is None
 
 
-def test_save_and_load_one_safetensors_file(tmp_path: Path) -> None:
-    model = LSTMFCN(3, 2, normalize=True, **SMALL).eval()
-    x = torch.randn(4, 6, 3)
-    path = tmp_path / "model.safetensors"
-    model.save(path)
-    loaded = LSTMFCN.load(path)
-    assert loaded.config == model.config and not loaded.training
-    lengths = torch.tensor([6, 2, 5, 1])
-    torch.testing.assert_close(loaded(x, lengths), model(x, lengths), atol=0, rtol=0)
+def test_masked_batch_norm_without_running_statistics_honours_the_mask_in_eval() -> None:
+    """With ``track_running_stats=False`` eval uses batch statistics too: of the valid steps only."""
+    norm = MaskedBatchNorm1d(2, track_running_stats=False).eval()
+    x = torch.randn(1, 2, 7)
+    padded = torch.cat([x[:, :, :4], torch.full((1, 2, 3), 50.0)], dim=2)  # junk after step 4
+    mask = (torch.arange(7) < 4)[None, None]  # (1, 1, 7)
+    reference = torch.nn.BatchNorm1d(2, track_running_stats=False).eval()
+    torch.testing.assert_close(norm(padded, mask)[:, :, :4], reference(x[:, :, :4]))
+
+
+def test_masked_batch_norm_momentum_none_is_a_cumulative_average() -> None:
+    norm = MaskedBatchNorm1d(2, momentum=None)
+    reference = torch.nn.BatchNorm1d(2, momentum=None)
+    for length in (3, 6, 2):
+        x = torch.randn(1, 2, length) * length + length
+        padded = torch.cat([x, torch.full((1, 2, 8 - length), -9.0)], dim=2)  # (1, 2, 8)
+        norm(padded, (torch.arange(8) < length)[None, None])
+        reference(x)
+    assert int(norm.num_batches_tracked) == 3
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.running_var, reference.running_var)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_masked_batch_norm_on_one_value_per_channel_uses_the_running_statistics(masked: bool) -> None:
+    """One sequence of one valid step says nothing about the variance: no error, no update."""
+    norm = MaskedBatchNorm1d(2)
+    norm(torch.randn(4, 2, 5) * 3.0 + 1.0)  # running statistics away from 0 and 1
+    before = (norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked))
+    x = torch.randn(1, 2, 3 if masked else 1)
+    mask = torch.tensor([True, False, False])[None, None] if masked else None
+    out = norm(x, mask)
+    assert int(norm.num_batches_tracked) == before[2]
+    torch.testing.assert_close(norm.running_mean, before[0], atol=0, rtol=0)
+    torch.testing.assert_close(norm.running_var, before[1], atol=0, rtol=0)
+    expected = (x[:, :, :1] - before[0][None, :, None]) / torch.sqrt(before[1][None, :, None] + norm.eps)
+    torch.testing.assert_close(out[:, :, :1], expected)
+
+
+def test_one_step_sequences_train_when_the_last_batch_holds_one(one_thread: None) -> None:
+    x, y = make_sequences(17, time=1)  # batches of 8, 8 and 1
+    model = LSTMFCN(3, 2, **SMALL)
+    history = Trainer(model, epochs=2, batch_size=8, seed=0, device="cpu", progress=False).fit((x, y))
+    assert len(history) == 2 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_streaming_is_refused_with_a_reason() -> None:
+    model = LSTMFCN(3, 2, **SMALL).eval()
+    with pytest.raises(NotImplementedError, match=r"LSTMFCN cannot stream .* model\(x\[:, : t \+ 1\]\)"):
+        model.initial_state(batch_size=1)
+    with pytest.raises(NotImplementedError, match="cannot stream"):
+        model.step(torch.zeros(1, 3), None)
+
+
+def test_a_model_pickled_by_seqclf_0_1_0_unpickles_and_predicts_the_same() -> None:
+    """Pickled whole when its LSTM branch was a SequenceClassifier (``tests/fixtures/make_pickled_models.py``)."""
+    content = pickle.loads((Path(__file__).parent / "fixtures" / "pickled_models.pkl").read_bytes())  # our fixture
+    model = content["models"]["lstm_fcn"]
+    assert isinstance(model.lstm, RecurrentEncoder)
+    torch.testing.assert_close(model(content["x"], content["lengths"]), content["expected"]["lstm_fcn"], atol=0, rtol=0)
+    assert list(model.state_dict()) == list(LSTMFCN.from_config(model.config).state_dict())

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,12 +62,6 @@ def test_bidirectional_last_is_forward_last_valid_step_and_backward_full_pass() 
     torch.testing.assert_close(model.forward_features(padded, torch.tensor([3])), expected, atol=1e-6, rtol=0)
 
 
-def test_full_lengths_equal_no_lengths() -> None:
-    model = SequenceClassifier(3, 5, 2, readout="mean")
-    x = torch.randn(4, 6, 3)
-    torch.testing.assert_close(model(x, torch.full((4,), 6)), model(x))
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_every_parameter_gets_a_gradient(cell: str) -> None:
     model = SequenceClassifier(3, 5, 2, num_layers=2, cell=cell, bidirectional=True, dropout=0.1)  # type: ignore[arg-type]
@@ -85,12 +81,6 @@ def test_overfits_a_tiny_batch() -> None:
         optimizer.step()
     assert loss.item() < 0.05
     assert (model(x).argmax(1) == y).all()
-
-
-def test_forward_head_can_be_swapped_on_features() -> None:
-    model = SequenceClassifier(3, 5, 2)
-    features = model.forward_features(torch.randn(2, 4, 3))
-    assert model.forward_head(features).shape == (2, 2)
 
 
 def test_config_round_trip() -> None:
@@ -268,3 +258,55 @@ def test_normalize_standardises_the_input_and_padding_still_never_changes_a_resu
     torch.testing.assert_close(model(padded, lengths), reference(standardized, lengths), atol=1e-5, rtol=0)
     alone = torch.cat([model(seq[None]) for seq in sequences])
     torch.testing.assert_close(model(padded, lengths), alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("cell", "readout"), [("lstm", "last"), ("gru", "mean"), ("rnn", "max")])
+def test_streaming_keeps_no_autograd_history_without_no_grad(cell: str, readout: str) -> None:
+    """The documented loop, with no ``torch.no_grad()``: the state holds no graph, so memory stays flat."""
+    model = SequenceClassifier(3, 8, 2, num_layers=2, cell=cell, readout=readout, normalize=True).eval()  # type: ignore[arg-type]
+    assert torch.is_grad_enabled()
+    state = model.initial_state(batch_size=2)
+    for x_t in torch.randn(20, 2, 3):
+        logits, state = model.step(x_t, state)
+    tensors = [state.hidden, state.cell, state.summary, logits]
+    for tensor in (t for t in tensors if t is not None):
+        assert tensor.grad_fn is None and not tensor.requires_grad
+
+
+def test_streaming_records_gradients_when_asked() -> None:
+    model = SequenceClassifier(3, 8, 2, readout="mean").eval()
+    x = torch.randn(2, 5, 3)
+    state = model.initial_state(batch_size=2)
+    for t in range(5):
+        logits, state = model.step(x[:, t], state, grad=True)
+    assert state.hidden.grad_fn is not None
+    logits.sum().backward()
+    streamed = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    model(x).sum().backward()
+    for a, b in zip(streamed, (p.grad for p in model.parameters() if p.grad is not None), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    with torch.no_grad():  # the caller's no_grad wins
+        _, state = model.step(x[:, 0], model.initial_state(batch_size=2), grad=True)
+    assert state.hidden.grad_fn is None
+    with pytest.raises(TypeError, match="grad must be a bool; got 'yes'"):
+        model.step(x[:, 0], model.initial_state(batch_size=2), grad="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["sequence_classifier", "sequence_classifier_gru"])
+def test_a_model_pickled_by_seqclf_0_1_0_unpickles_and_predicts_the_same(name: str) -> None:
+    """Pickled whole before the encoder existed (``tests/fixtures/make_pickled_models.py``)."""
+    fixture = Path(__file__).parent / "fixtures" / "pickled_models.pkl"
+    content = pickle.loads(fixture.read_bytes())  # our own fixture file
+    model = content["models"][name]
+    torch.testing.assert_close(model(content["x"], content["lengths"]), content["expected"][name], atol=0, rtol=0)
+    fresh = SequenceClassifier.from_config(model.config)
+    assert list(model.state_dict()) == list(fresh.state_dict())  # same names, same order
+    assert [p.shape for p in model.parameters()] == [p.shape for p in fresh.parameters()]
+    again = pickle.loads(pickle.dumps(model))
+    torch.testing.assert_close(again(content["x"], content["lengths"]), content["expected"][name], atol=0, rtol=0)
+    if not model.config.bidirectional:
+        state = model.initial_state(batch_size=4)
+        for t in range(3):
+            logits, state = model.step(content["x"][:, t], state)
+        torch.testing.assert_close(logits, model(content["x"][:, :3]), atol=1e-6, rtol=0)

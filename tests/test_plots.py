@@ -9,7 +9,7 @@ import torch
 from seqclf import plots
 from seqclf.metrics import confusion_matrix
 
-pytest.importorskip("matplotlib", reason='matplotlib is not installed: pip install "seqclf[plot]"')
+pytest.importorskip("matplotlib", reason='needs matplotlib: pip install matplotlib (or pip install -e ".[plot]")')
 
 HISTORY = [
     {"epoch": 0, "step": 10, "train_loss": 0.9, "train_accuracy": 0.5, "val_loss": 0.8, "val_accuracy": 0.6},
@@ -94,7 +94,7 @@ def test_confusion_matrix_cells_show_the_counts(tmp_path: Path) -> None:
 def test_without_matplotlib_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r'seqclf.plots needs matplotlib, which is not installed: pip install "seqclf\[plot\]"'):
+    with pytest.raises(ImportError, match=r'seqclf.plots needs matplotlib, which is not installed: pip install matplotlib \(or, in a clone of seqclf, pip install -e "\.\[plot\]"\)$'):
         plots.plot_training_curves(HISTORY)
 
 

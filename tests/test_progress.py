@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,16 +97,19 @@ def test_bad_progress_setting_is_named() -> None:
         Trainer(SequenceClassifier(3, 8, 2), progress="auto")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("columns", "width"), [(0, seqclf.progress.FALLBACK_COLUMNS), (120, 119)])
-def test_a_terminal_reporting_0_columns_gets_a_fixed_width_bar(columns: int, width: int) -> None:
-    # a fresh pseudo-terminal reports 0 columns, as `script`, some CI runners and editor shells do
+@pytest.mark.parametrize(
+    ("rows", "columns", "width"),
+    [(24, 0, seqclf.progress.FALLBACK_COLUMNS), (24, 120, 119), (0, 0, seqclf.progress.FALLBACK_COLUMNS), (0, 120, 119)],
+)
+def test_a_terminal_reporting_0_columns_or_rows_gets_a_fixed_size_bar(rows: int, columns: int, width: int) -> None:
+    # a fresh pseudo-terminal reports 0 rows and 0 columns, as `script`, some CI runners and editor shells do
     import fcntl
     import pty
     import struct
     import termios
 
     leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     with open(follower, "w", closefd=True) as terminal:
         fit(None, ProgressBar(file=terminal), epochs=1)  # on by default: it is a terminal
     output = b""
@@ -123,3 +130,31 @@ def _read_ready(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # the other end is closed and drained
         return b""
+
+
+_UNDER_SCRIPT = """
+import torch
+from seqclf import SequenceClassifier, Trainer
+torch.manual_seed(0)
+x, y = torch.randn(48, 5, 3), torch.randint(0, 2, (48,))
+Trainer(SequenceClassifier(3, 8, 2), epochs=1, batch_size=16, device="cpu").fit((x, y))
+"""
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs the `script` command (util-linux / bsdutils)")
+def test_the_default_bar_draws_under_the_real_script_command(tmp_path: Path) -> None:
+    # `script` runs the command on a new pseudo-terminal that reports 0 rows and 0 columns
+    program = tmp_path / "fit.py"
+    program.write_text(_UNDER_SCRIPT)
+    src = str(Path(seqclf.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1", "COLUMNS": "", "LINES": ""}
+    result = subprocess.run(
+        ["script", "-qec", f"{sys.executable} {program}", os.devnull],
+        stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout.decode(errors="replace")
+    lines = [line.split("\r")[-1] for line in result.stdout.decode().replace("\r\n", "\n").split("\n")]
+    drawn = [line for line in lines if line.strip()]
+    assert drawn, f"the bar drew only blank lines: {result.stdout!r}"
+    assert drawn[-1].startswith("epoch 1/1: 100%") and "48/48" in drawn[-1] and "acc=" in drawn[-1]
+    assert len(drawn[-1]) == seqclf.progress.FALLBACK_COLUMNS

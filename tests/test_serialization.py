@@ -108,7 +108,7 @@ def _with_header(data: bytes, edit: object) -> bytes:
             "needs 12 bytes; its data_offsets hold 8",
         ),
         (
-            lambda d: _with_header(d, lambda h: h["rnn.bias_hh_l0"].update(data_offsets=[0, 64])),
+            lambda d: _with_header(d, lambda h: h["encoder.rnn.bias_ih_l0"].update(data_offsets=[0, 64])),
             "byte ranges must be contiguous",
         ),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config=1)), "__metadata__ must map str to str"),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-sklearn = pytest.importorskip("sklearn", reason="scikit-learn is needed (pip install 'seqclf[sklearn]')")
+sklearn = pytest.importorskip("sklearn", reason="needs scikit-learn: pip install scikit-learn (or pip install -e '.[sklearn]')")
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
@@ -366,3 +366,65 @@ def test_verbose_lines_reach_stderr_when_logging_is_not_configured() -> None:
     assert lines[0].startswith("fitting SequenceClassifier on 12 sequences") and lines[1].startswith("epoch 1/")
     assert lines[-1].startswith("fit done (") and result.stdout == ""
     assert "after fit" not in result.stderr  # the handler lives for the fit only
+
+
+def test_predict_proba_runs_the_trainers_inference_path_and_converts_x_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqclf._inference
+    import seqclf.sklearn
+
+    x, y = toy(24)
+    clf = small(min_steps=4).fit(x, y)
+    expected = Trainer(clf.model_, device="cpu", progress=False).predict_proba(torch.from_numpy(x).float())
+    assert np.array_equal(clf.predict_proba(x), expected.double().numpy())  # the same path, the same numbers
+
+    seen: list[torch.Tensor] = []
+    real = seqclf._inference.batch_logits
+
+    def spy(model: torch.nn.Module, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(source.x)
+        return real(model, source, *args, **kwargs)
+
+    monkeypatch.setattr(seqclf.sklearn, "batch_logits", spy)
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    clf.predict_proba(x32)
+    assert seen[-1].data_ptr() == x32.ctypes.data  # float32 in the model's dtype: used in place, no copy
+    layout, _ = clf._sequences(x, "X")
+    assert layout.dtype == torch.float64 and layout.data_ptr() == x.ctypes.data  # float64: a view until...
+    clf.predict_proba(x)
+    assert seen[-1].dtype == torch.float32 and seen[-1].is_contiguous()  # ...the one conversion, in the source
+
+
+@pytest.mark.parametrize("model", ["lstm", "lstm_fcn"])
+@pytest.mark.parametrize("layout", ["ntc", "nct"])
+def test_nan_padded_arrays_are_read_as_sequences_of_their_lengths(model: str, layout: str) -> None:
+    x, y = toy(n=24)
+    lengths = np.random.default_rng(2).integers(2, 9, size=len(x))
+    sequences = [seq[:n] for seq, n in zip(x, lengths, strict=True)]  # (T_i, 2) each
+    padded = x.copy()
+    for seq, n in zip(padded, lengths, strict=True):
+        seq[n:] = np.nan  # the UCR archive's padding
+    if layout == "nct":
+        padded, sequences = padded.transpose(0, 2, 1).copy(), [seq.T for seq in sequences]
+    params = {"model": model, "layout": layout, "min_steps": 8}
+    from_nan = small(**params).fit(padded, y)
+    from_list = small(**params).fit(sequences, y)
+    proba = from_nan.predict_proba(padded)
+    assert np.isfinite(proba).all()
+    np.testing.assert_array_equal(proba, from_list.predict_proba(sequences))
+    np.testing.assert_array_equal(from_nan.predict(padded), from_list.predict(sequences))
+    inside = padded.copy()
+    inside[0, 0, 0] = np.nan  # a missing value within a sequence is still refused
+    with pytest.raises(ValueError, match=r"sequences must be finite within each sequence's length"):
+        small(**params).fit(inside, y)
+
+
+def test_without_scikit_learn_the_import_error_says_how_to_install_it() -> None:
+    import subprocess
+    import sys
+
+    script = "import sys; sys.modules['sklearn'] = None\ntry:\n    import seqclf.sklearn\nexcept ImportError as e:\n    print(e)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == (
+        'seqclf.sklearn needs scikit-learn, which is not installed: pip install scikit-learn '
+        '(or, in a clone of seqclf, pip install -e ".[sklearn]")'
+    )

@@ -229,6 +229,7 @@ def test_each_bad_input_fails_in_fit_before_any_step(train_data: tuple[torch.Ten
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
 
+@pytest.mark.needs_data("mnist/test")
 @pytest.mark.usefixtures("one_thread")  # as the measurement
 def test_real_mnist_accuracy(data_dir: Path) -> None:
     """The tutorial's model, 2 epochs on 4,000 real MNIST digits, tested on 2,000 others: the mean of seeds 0-2.
@@ -421,7 +422,7 @@ def test_loss_fn_must_be_a_loss_instance_or_function(loss_fn: object) -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
-    from seqclf.data import LengthBucketing
+    from seqclf.batching import LengthBucketing
 
     def run(directory: Path) -> tuple[seqclf.Trainer, tuple[list[torch.Tensor], torch.Tensor]]:
         seqclf.seed_everything(0)
@@ -444,7 +445,7 @@ def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_length_bucketing_says_when_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
-    from seqclf.data import LengthBucketing
+    from seqclf.batching import LengthBucketing
 
     class Items(Dataset[tuple[torch.Tensor, int]]):
         def __len__(self) -> int:
@@ -476,3 +477,73 @@ def test_numpy_float64_int32_labels_and_float64_models_train_and_predict(one_thr
     double = Trainer(SequenceClassifier(3, 8, 2).double(), epochs=1, batch_size=8, seed=0, device="cpu")
     double.fit((x.numpy(), y.numpy()))  # float32 data for a float64 model
     assert double.predict_proba(x.numpy()).dtype == torch.float64
+
+
+def _nan_padded(n: int = 32, time: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same sequences padded with NaN (the UCR archive's convention) and with zeros; lengths; labels."""
+    x, y = make_sequences(n, time=time)
+    lengths = torch.randint(1, time + 1, (n,))
+    padding = torch.arange(time)[None, :] >= lengths[:, None]  # (N, T)
+    return x.masked_fill(padding[..., None], float("nan")), x.masked_fill(padding[..., None], 0.0), lengths, y
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: SequenceClassifier(3, 8, 2),
+        lambda: SequenceClassifier(3, 8, 2, bidirectional=True, readout="mean"),
+        lambda: SequenceClassifier(3, 8, 2, cell="gru", readout="max", normalize=True),
+        lambda: seqclf.LSTMFCN(3, 2, hidden_size=8, filters=(4, 4, 4)),
+        lambda: seqclf.LSTMFCN(3, 2, hidden_size=8, filters=(4, 4, 4), normalize=True),
+    ],
+    ids=["last", "bidirectional-mean", "gru-max-normalize", "lstm_fcn", "lstm_fcn-normalize"],
+)
+def test_nan_padding_trains_and_predicts_as_zero_padding(make_model: object) -> None:
+    nan_x, zero_x, lengths, y = _nan_padded()
+    trained = []
+    for x in (nan_x, zero_x):
+        torch.manual_seed(0)
+        model = make_model()  # type: ignore[operator]
+        trainer = Trainer(model, epochs=2, batch_size=8, seed=0, device="cpu", progress=False)
+        history = trainer.fit((x, lengths, y), eval_data=(x, lengths, y))
+        assert all(torch.isfinite(p).all() for p in model.parameters())  # no NaN gradient reached a weight
+        trained.append((trainer, history))
+    (nan_trainer, nan_history), (zero_trainer, zero_history) = trained
+    assert nan_history.series("train_loss") == zero_history.series("train_loss")
+    for (name, a), b in zip(nan_trainer.model.state_dict().items(), zero_trainer.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    proba = nan_trainer.predict_proba(nan_x, lengths)
+    assert torch.isfinite(proba).all()
+    assert torch.equal(proba, zero_trainer.predict_proba(zero_x, lengths))
+    assert torch.equal(nan_trainer.predict(nan_x, lengths), zero_trainer.predict(zero_x, lengths))
+
+
+def test_nan_inside_a_sequence_is_refused_and_nan_padding_without_lengths_says_how() -> None:
+    nan_x, _, lengths, y = _nan_padded()
+    inside = nan_x.clone()
+    inside[3, 0, 1] = float("nan")  # step 0 is always valid
+    with pytest.raises(ValueError, match=r"train_data sequences must be finite within each sequence's length \(lengths\); got 1 NaN or Inf values \(the first in sequence 3, step 0\)"):
+        small_trainer().fit((inside, lengths, y))
+    with pytest.raises(ValueError, match=r"train_data sequences must be finite; got \d+ NaN or Inf values .*as padding does \(the UCR archive's convention\): give each sequence's number of valid steps as lengths"):
+        small_trainer().fit((nan_x, y))
+    with pytest.raises(ValueError, match=r"data sequences must be finite within each sequence's length"):
+        small_trainer().predict(inside, lengths)
+
+
+@pytest.mark.parametrize("data", [[], ()])
+def test_predicting_nothing_says_there_are_no_sequences(data: object) -> None:
+    with pytest.raises(ValueError, match=r"^data must hold at least one sequence; got no sequences \(an empty (list|tuple)\)$"):
+        small_trainer().predict(data)
+    with pytest.raises(ValueError, match=r"^train_data must hold at least one sequence; got no sequences"):
+        small_trainer().fit(data)
+
+
+def test_labels_of_one_class_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    x, _ = make_sequences(16)
+    with caplog.at_level("WARNING", logger="seqclf.data"):
+        small_trainer(epochs=1).fit((x, torch.ones(16, dtype=torch.long)))
+    assert "train_data labels all name one class (1) in 16 sequences" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="seqclf.data"):
+        small_trainer(epochs=1).fit(make_sequences(16))
+    assert "one class" not in caplog.text

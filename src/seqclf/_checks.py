@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-T = TypeVar("T")
+__all__ = ["boolean", "config_from_dict", "fraction", "one_of", "positive_int"]
+
+_T = TypeVar("_T")
 
 
 def positive_int(name: str, value: object) -> int:
@@ -40,7 +42,7 @@ def boolean(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a bool; got {value!r}")
 
 
-def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+def config_from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
     """Build the dataclass ``cls`` from plain data; unknown keys are an error."""
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)

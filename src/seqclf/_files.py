@@ -32,6 +32,19 @@ from torch import Tensor
 
 from ._version import __version__
 
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "PathLike",
+    "UnsafeCheckpointError",
+    "digest",
+    "move_into_place",
+    "read_file",
+    "to_cpu",
+    "write_file",
+]
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "seqclf.checkpoint"
@@ -167,7 +180,8 @@ def read_file(path: PathLike) -> dict[str, Any]:
                 warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
                 data = torch.load(file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            found = re.search(r"GLOBAL ([\w.]+)", str(error))
+            # "Unsupported global: GLOBAL posix.system" (recent torch) or "Unsupported class posix.system" (torch 2.2)
+            found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(error))
             if found is not None:
                 raise UnsafeCheckpointError(
                     f"refused to load {str(path)!r}: a checkpoint must hold only tensors and plain data; "

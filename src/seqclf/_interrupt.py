@@ -7,6 +7,8 @@ import signal
 import threading
 from types import FrameType, TracebackType
 
+__all__ = ["DeferredInterrupt"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -27,6 +27,8 @@ class ConfigType(Protocol):
     def from_dict(cls, data: dict[str, Any]) -> Any: ...
 
 
+__all__ = ["ConfigType", "check_model_record", "model_record", "rebuild_model"]
+
 M = TypeVar("M", bound=nn.Module)
 
 

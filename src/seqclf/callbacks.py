@@ -268,7 +268,7 @@ class Checkpoint(Callback):
         every_n_epochs: save after every ``n``-th epoch; None: don't.
         keep_last: how many checkpoints to keep, deleting the oldest; None keeps all.
 
-    Example:
+    Examples:
         >>> trainer = Trainer(model, epochs=50, callbacks=[Checkpoint("runs/lstm", every_n_steps=500)])
         >>> trainer.fit(train, resume_from=latest_checkpoint("runs/lstm"))  # doctest: +SKIP
     """
@@ -365,7 +365,7 @@ class LRScheduler(Callback):
         factory: takes the optimizer and returns a ``torch.optim.lr_scheduler.LRScheduler``.
         interval: ``"step"`` (after each batch) or ``"epoch"`` (after each epoch).
 
-    Example:
+    Examples:
         >>> from torch.optim.lr_scheduler import OneCycleLR
         >>> schedule = LRScheduler(lambda opt: OneCycleLR(opt, max_lr=1e-2, total_steps=1000))
     """

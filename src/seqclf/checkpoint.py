@@ -14,7 +14,7 @@ Reading never runs code from the file: it uses ``torch.load(weights_only=True)``
 refuses anything but tensors and plain data, then checks the format, the version and the
 checksum (a flipped bit in the weights is caught, not loaded).
 
-Example:
+Examples:
     >>> save_checkpoint(trainer.state_dict(), "run.pt")  # doctest: +SKIP
     >>> trainer.load_state_dict(load_checkpoint("run.pt"))  # doctest: +SKIP
 """
@@ -63,7 +63,7 @@ def checkpoint_files(directory: PathLike) -> list[Path]:
 def latest_checkpoint(directory: PathLike) -> Path | None:
     """The checkpoint of the highest step in ``directory``, or None when it has none.
 
-    Example:
+    Examples:
         >>> trainer.fit(train, resume_from=latest_checkpoint("runs/lstm"))  # doctest: +SKIP
     """
     files = checkpoint_files(directory)

@@ -10,6 +10,7 @@ floating-point sequences are converted to the model's dtype once per dataset.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
@@ -19,9 +20,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from . import batching as _batching
+
+__all__ = [
+    "Batch",
+    "BatchSource",
+    "BatchTransform",
+    "DatasetSource",
+    "LoaderSource",
+    "TensorSequenceDataset",
+    "TensorSource",
+    "as_source",
+    "channels_last",
+    "collate_sequences",
+    "pad_sequences",
+]
+
 logger = logging.getLogger(__name__)
 
 BatchTransform = Callable[[Tensor], Tensor]
+"""A ``transform`` of :class:`TensorSequenceDataset`: a batch ``(B, ...)`` in, sequences ``(B, T, F)`` out."""
 
 _CHANNELS_FIRST_HINT = (
     "if your data is channels-first (n_cases, n_channels, n_timepoints) as in aeon/sktime, "
@@ -50,7 +68,7 @@ def channels_last(x: Any) -> Any:
     Returns:
         ``(N, T, C)`` of the same type, or a list of ``(T_i, C)``.
 
-    Example:
+    Examples:
         >>> from aeon.datasets import load_classification  # doctest: +SKIP
         >>> X, y = load_classification("GunPoint", split="train")  # (50, 1, 150)  # doctest: +SKIP
         >>> channels_last(X).shape  # doctest: +SKIP
@@ -478,6 +496,11 @@ def as_source(
             checker.sequences(data.transform(data.x[:2]), transformed=True)
         checker.labels(data.y, len(data.x))
         checker.lengths(data.lengths, len(data.x), _time_steps(data))
+        if data.transform is None:
+            checker.finite(x, data.lengths)
+        else:
+            head = None if data.lengths is None else data.lengths[:2]
+            checker.finite(data.transform(data.x[:2]), head, transformed=True)
         checker.ids(x if data.transform is None else data.transform(data.x), data.lengths)
         return TensorSource(x, data.y, data.lengths, data.transform, device, dtype)
     if isinstance(data, TensorDataset):
@@ -494,6 +517,7 @@ def as_source(
         checker.nonempty(len(data))
         first = collate_sequences([data[0]])
         checker.sequences(first.x)
+        checker.finite(first.x, first.lengths)
         checker.ids(first.x, first.lengths)
         assert first.y is not None
         checker.labels(first.y, 1)
@@ -512,6 +536,9 @@ def _tuple_source(
     data: Sequence[Any], device: torch.device, checker: _Checker, labelled: bool, dtype: torch.dtype | None
 ) -> TensorSource:
     sizes = (2, 3) if labelled else (1, 2)
+    if len(data) == 0:
+        empty = type(data).__name__
+        raise ValueError(f"{checker.name} must hold at least one sequence; got no sequences (an empty {empty})")
     if len(data) not in sizes:
         shapes = "(X, y) or (X, lengths, y)" if labelled else "X or (X, lengths)"
         raise ValueError(f"{checker.name} must be {shapes}; got a tuple of {len(data)} items")
@@ -539,6 +566,7 @@ def _tuple_source(
         lengths = np.asarray(lengths)
     lengths = _as_tensor(lengths, f"{checker.name} lengths")
     checker.lengths(lengths, len(x), int(x.shape[1]))
+    checker.finite(x, lengths)
     checker.ids(x, lengths)
     return TensorSource(x, y, lengths, None, device)
 
@@ -595,9 +623,32 @@ class _Checker:
                 "time points, give it as (batch, %d, 1) (seqclf.data.channels_last turns (batch, 1, %d) into that)",
                 what, x.shape[2], x.shape[2], x.shape[2], x.shape[2],
             )
-        if not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"{what} must be finite; got {bad} NaN or Inf values")
+
+    def finite(self, x: Tensor, lengths: Tensor | None, transformed: bool = False) -> None:
+        """Refuse NaN or Inf in the valid steps of ``x`` ``(N, T, F)``; the padding may hold anything."""
+        if self.vocab_size is not None:
+            return  # token ids: integers, checked by ids()
+        what = f"{self.name} sequences" + (" (after the transform)" if transformed else "")
+        bad = ~torch.isfinite(x)  # (N, T, F)
+        if lengths is not None:
+            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (N, T)
+            bad &= valid.unsqueeze(-1)  # beyond a sequence's length anything goes
+        count = int(bad.sum())
+        if count == 0:
+            return
+        sequence, step, _ = (int(i) for i in bad.nonzero()[0])
+        within = "" if lengths is None else " within each sequence's length (lengths)"
+        message = (
+            f"{what} must be finite{within}; got {count} NaN or Inf values "
+            f"(the first in sequence {sequence}, step {step})"
+        )
+        padded = None if lengths is not None else _nan_padding_lengths(x)
+        if padded is not None and _valid_finite(x, padded):
+            message += (
+                "; the NaN only end sequences, as padding does (the UCR archive's convention): give each "
+                "sequence's number of valid steps as lengths, (X, lengths, y), or give X as a list of sequences"
+            )
+        raise ValueError(message)
 
     def ids(self, x: Tensor, lengths: Tensor | None) -> None:
         """Token ids before each length in ``[0, vocab_size)`` (for a model that embeds; else nothing to check)."""
@@ -649,113 +700,53 @@ class _Checker:
             )
 
 
-def epoch_plan(
-    size: int,
-    batch_size: int,
-    *,
-    seed: int | None,
-    epoch: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[Tensor]:
-    """The index batches of one epoch: shuffled by ``(seed, epoch)``, or in order when seed is None.
+_MOVED_TO_BATCHING = ("LengthBucketing", "bucketed_epoch_plan", "epoch_plan")
 
-    The permutation depends only on ``seed`` and ``epoch`` (as with
-    ``DistributedSampler``), so a resumed run or another rank rebuilds the same order
-    without carrying generator state. With ``world_size > 1`` each global batch of
-    ``batch_size * world_size`` indices is split into disjoint per-rank parts.
+
+def _warn_if_one_class(source: TensorSource | DatasetSource | LoaderSource, name: str) -> None:
+    """Log a warning when the labels of in-memory ``source`` all name one class.
+
+    A model trained so learns to answer that class whatever the input. The labels of a
+    ``Dataset`` or ``DataLoader`` are not read ahead (that would cost a pass over the data).
     """
-    if seed is None:
-        order = torch.arange(size)
-    else:
-        generator = torch.Generator().manual_seed(seed + epoch * 1_000_003)
-        order = torch.randperm(size, generator=generator)
-    step = batch_size * world_size
-    plan = []
-    for start in range(0, size, step):
-        chunk = order[start : start + step]
-        part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
-        if len(part) > 0:
-            plan.append(part)
-    return plan
-
-
-@dataclass(frozen=True)
-class LengthBucketing:
-    """Batch training sequences of similar lengths together, for speed on variable-length data.
-
-    Give it to the trainer as ``Trainer(..., batching=LengthBucketing())``. Each epoch the
-    sequences are shuffled by ``(seed, epoch)`` as in :func:`epoch_plan`; each run of
-    ``pool`` consecutive batches is then sorted by length and cut into batches, and the
-    batches are shuffled. Every batch is trimmed to its own longest sequence, so a batch of
-    short sequences costs little. The plan is a pure function of ``(seed, epoch, lengths)``,
-    so a resumed run replays it exactly.
-
-    It applies to in-memory training data with lengths (tensors, or a list of sequences);
-    equal-length data has nothing to bucket.
-
-    Args:
-        pool: batches sorted together; larger pools give tighter buckets and less random
-            batches.
-    """
-
-    pool: int = 50
-
-    def __post_init__(self) -> None:
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
-            raise ValueError(f"pool must be a positive int; got {self.pool!r}")
-
-    def plan(
-        self,
-        lengths: Tensor,
-        batch_size: int,
-        *,
-        seed: int | None,
-        epoch: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> list[Tensor]:
-        """The index batches of one epoch; see :func:`bucketed_epoch_plan`."""
-        return bucketed_epoch_plan(
-            lengths, batch_size, pool=self.pool, seed=seed, epoch=epoch, rank=rank, world_size=world_size
+    if not isinstance(source, TensorSource) or source.y is None or len(source.y) < 2:
+        return
+    classes = torch.unique(source.y)  # (K,)
+    if len(classes) == 1:
+        logger.warning(
+            "%s labels all name one class (%d) in %d sequences: the model will learn to answer it whatever "
+            "the input; a classifier needs examples of at least two classes",
+            name, int(classes[0]), len(source.y),
         )
 
 
-def bucketed_epoch_plan(
-    lengths: Tensor,
-    batch_size: int,
-    *,
-    pool: int = 50,
-    seed: int | None,
-    epoch: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[Tensor]:
-    """Index batches of sequences of similar ``lengths`` ``(N,)``, shuffled by ``(seed, epoch)``.
+def _nan_padding_lengths(x: Tensor) -> Tensor | None:
+    """The lengths ``(N,)`` of ``x`` ``(N, T, F)`` padded with NaN at the end (the UCR archive's convention).
 
-    Like :func:`epoch_plan` (each index once per epoch, global batches of
-    ``batch_size * world_size`` split into disjoint per-rank parts), but each pool of
-    ``pool`` global batches is sorted by length before it is cut, and the order of the full
-    batches is shuffled (a last, smaller batch stays last). With ``seed=None`` nothing is
-    shuffled.
+    A sequence's length is its steps before the run of all-NaN steps that ends it. None when
+    no sequence ends so, or one is NaN throughout (that is no padding).
     """
-    lengths = lengths.to("cpu", torch.int64)
-    size = len(lengths)
-    generator = None if seed is None else torch.Generator().manual_seed(seed + epoch * 1_000_003)
-    order = torch.arange(size) if generator is None else torch.randperm(size, generator=generator)
-    step = batch_size * world_size
-    batches: list[Tensor] = []
-    for start in range(0, size, step * pool):
-        chunk = order[start : start + step * pool]
-        by_length = torch.sort(lengths[chunk], descending=True, stable=True).indices
-        batches.extend(torch.split(chunk[by_length], step))
-    full = [batch for batch in batches if len(batch) == step]
-    partial = [batch for batch in batches if len(batch) < step]
-    if generator is not None:
-        full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-    plan = []
-    for chunk in full + partial:
-        part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
-        if len(part) > 0:
-            plan.append(part)
-    return plan
+    nan_step = torch.isnan(x).all(dim=2)  # (N, T)
+    trailing = nan_step.flip(1).to(torch.int64).cumprod(dim=1).sum(dim=1)  # (N,) all-NaN steps at the end
+    lengths = x.shape[1] - trailing  # (N,)
+    if not bool(trailing.any()) or bool((lengths < 1).any()):
+        return None
+    return lengths
+
+
+def _valid_finite(x: Tensor, lengths: Tensor) -> bool:
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (N, T)
+    return bool((torch.isfinite(x).all(dim=2) | ~valid).all())
+
+
+def __getattr__(name: str) -> Any:
+    """The names that moved to :mod:`seqclf.batching`, still served here with a DeprecationWarning."""
+    if name in _MOVED_TO_BATCHING:
+        warnings.warn(
+            f"seqclf.data.{name} has moved to seqclf.batching.{name}; import it from there "
+            "(the old name will be removed in a future release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_batching, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ runs once at its entry point; a model that has checked its input calls
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ._checks import boolean, fraction, one_of, positive_int
 
-__all__ = ["Cell", "Readout", "RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode"]
+__all__ = ["RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode"]
 
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
@@ -67,7 +67,7 @@ class RecurrentEncoder(nn.Module):
             valid step and the backward direction's full pass), ``"mean"`` or ``"max"``
             over valid steps.
 
-    Example:
+    Examples:
         >>> encoder = RecurrentEncoder(input_size=3, hidden_size=8, readout="mean")
         >>> encoder(torch.zeros(4, 10, 3), torch.tensor([10, 2, 5, 1])).shape
         torch.Size([4, 8])
@@ -94,7 +94,7 @@ class RecurrentEncoder(nn.Module):
         self.readout: Readout = readout
         self.bidirectional = bidirectional
         self.dropout = fraction("dropout", dropout)
-        self.rnn = _CELLS[cell](
+        self.rnn: nn.LSTM | nn.GRU | nn.RNN = _CELLS[cell](
             input_size=self.input_size,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
@@ -102,6 +102,36 @@ class RecurrentEncoder(nn.Module):
             bidirectional=bidirectional,
             dropout=self.dropout if self.num_layers > 1 else 0.0,
         )
+
+    @classmethod
+    def from_rnn(cls, rnn: nn.LSTM | nn.GRU | nn.RNN, readout: Readout = "last") -> RecurrentEncoder:
+        """An encoder around an existing recurrent module, its weights kept (nothing is initialised).
+
+        Args:
+            rnn: a ``batch_first`` :class:`torch.nn.LSTM`, :class:`~torch.nn.GRU` or
+                :class:`~torch.nn.RNN` (tanh) with biases (and, for an LSTM, no projection).
+            readout: as in the constructor.
+
+        Raises:
+            TypeError: ``rnn`` is not one of those modules.
+            ValueError: ``rnn`` is not ``batch_first``, has no biases, a ReLU or a projection.
+        """
+        cells = {nn.LSTM: "lstm", nn.GRU: "gru", nn.RNN: "rnn"}
+        if type(rnn) not in cells:
+            raise TypeError(f"rnn must be a torch.nn.LSTM, GRU or RNN; got {type(rnn).__name__}")
+        if not rnn.batch_first or not rnn.bias or rnn.mode not in ("LSTM", "GRU", "RNN_TANH") or rnn.proj_size:
+            raise ValueError(
+                "rnn must be batch_first, with biases, no projection and (for an RNN) tanh; "
+                f"got batch_first={rnn.batch_first}, bias={rnn.bias}, mode={rnn.mode!r}, proj_size={rnn.proj_size}"
+            )
+        one_of("readout", readout, get_args(Readout))
+        encoder = cls.__new__(cls)
+        nn.Module.__init__(encoder)
+        encoder.input_size, encoder.hidden_size, encoder.num_layers = rnn.input_size, rnn.hidden_size, rnn.num_layers
+        encoder.cell = cells[type(rnn)]  # type: ignore[assignment]
+        encoder.readout, encoder.bidirectional, encoder.dropout = readout, rnn.bidirectional, float(rnn.dropout)
+        encoder.rnn = rnn
+        return encoder
 
     @property
     def num_features(self) -> int:
@@ -132,6 +162,9 @@ class RecurrentEncoder(nn.Module):
         if lengths is None:
             out, _ = self.rnn(x)  # (B, T, D*H)
             return self._readout_full(out)
+        # padding may hold anything (NaN, as the UCR archive pads): the results ignore it, but
+        # backpropagating through the recurrence over NaN steps would give NaN gradients (0 * NaN)
+        x = x.masked_fill(~(_positions(x) < lengths[:, None]).unsqueeze(-1), 0.0)  # (B, T, F)
         out = self._run_padded(x, lengths)  # (B, T, D*H), junk after each length
         return self._readout_padded(out, lengths)
 
@@ -324,7 +357,8 @@ def check_lengths(lengths: Tensor, x: Tensor) -> Tensor:
         raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
     if not _jit_tracing() and lengths.shape != (x.shape[0],):
         raise ValueError(f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}")
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+    # dtype attributes, not Tensor.is_complex(): torch 2.2's dynamo cannot trace that call
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise TypeError(f"lengths must be an integer tensor; got dtype {lengths.dtype}")
     lengths = lengths.to(device=x.device, dtype=torch.int64)
     if _tracing() or x.shape[0] == 0:
@@ -359,10 +393,16 @@ def _tracing() -> bool:
     """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
     return bool(
         _jit_tracing()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
+        or _is_compiling()
+        or _is_exporting()
         or torch.onnx.is_in_onnx_export()
     )
+
+
+# torch.compiler.is_compiling and is_exporting arrived in torch 2.3; torch 2.2's torch.export
+# traces through dynamo, which torch._dynamo.is_compiling reports
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+_is_exporting: Callable[[], bool] = getattr(torch.compiler, "is_exporting", None) or (lambda: False)
 
 
 def _positions(x: Tensor) -> Tensor:

@@ -1,8 +1,8 @@
 """Export a trained classifier to ONNX, with sequence lengths as an input.
 
-Needs the optional extra: ``pip install "seqclf[onnx]"``.
+Needs onnx: ``pip install onnx onnxruntime`` (or, in a clone of seqclf, ``pip install -e ".[onnx]"``).
 
-Example:
+Examples:
     >>> from seqclf.export import to_onnx
     >>> to_onnx(model, "model.onnx")  # doctest: +SKIP
     >>> import onnxruntime  # doctest: +SKIP
@@ -17,6 +17,7 @@ its file takes ``X`` in the estimator's layout and carries the class labels (see
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import os
@@ -36,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 """The ONNX opset :func:`to_onnx` writes by default."""
+
+
+# torch >= 2.5 has two exporters and a `dynamo` switch; before it, only the TorchScript-based one
+_TORCHSCRIPT_EXPORTER: dict[str, Any] = (
+    {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+)
 
 
 def to_onnx(
@@ -88,7 +95,7 @@ def to_onnx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ImportError: the ``onnx`` package is missing (install ``seqclf[onnx]``).
+        ImportError: the ``onnx`` package is missing (``pip install onnx onnxruntime``).
     """
     if not isinstance(model, nn.Module):
         return _estimator_to_onnx(model, Path(path), overwrite=overwrite, opset_version=opset_version)
@@ -98,7 +105,10 @@ def to_onnx(
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as error:
-        raise ImportError('to_onnx needs the onnx package: pip install "seqclf[onnx]"') from error
+        raise ImportError(
+            'to_onnx needs the onnx package, which is not installed: pip install onnx onnxruntime '
+            '(or, in a clone of seqclf, pip install -e ".[onnx]")'
+        ) from error
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(
@@ -126,7 +136,7 @@ def to_onnx(
                 output_names=["logits"],
                 dynamic_axes={"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
                 opset_version=opset_version,
-                dynamo=False,
+                **_TORCHSCRIPT_EXPORTER,
             )
         move_into_place(temporary, path, overwrite=overwrite)
     finally:

@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas
 
+__all__ = ["History", "Record", "Value"]
+
 Value = int | float | str | None
+"""One value of an epoch's record: a metric, a count, a name or None."""
 Record = dict[str, Value]
+"""One epoch's record: ``{"epoch": 0, "train_loss": 0.69, ...}``."""
 
 
 class History(list[Record]):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, NoReturn, get_args
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,12 @@ Norm = Literal["batch", "layer"]
 Layout = Literal["parallel", "serial"]
 
 __all__ = ["LSTMFCN", "LSTMFCNConfig", "MaskedBatchNorm1d"]
+
+_NO_STREAMING = (
+    "LSTMFCN cannot stream one step at a time: its convolutions read the steps after each step "
+    "('same' padding), which a stream has not reached; classify the sequence so far with "
+    "model(x[:, : t + 1]) instead, or stream a one-direction SequenceClassifier (model.step)"
+)
 
 
 @dataclass(frozen=True)
@@ -93,29 +99,51 @@ class LSTMFCNConfig:
 class MaskedBatchNorm1d(nn.BatchNorm1d):
     """Batch norm over ``(batch, channels, time)`` whose statistics count valid steps only.
 
-    With ``mask=None`` it is exactly :class:`torch.nn.BatchNorm1d`. With a mask, training
-    statistics (and so the running averages) are the mean and variance over the valid
-    steps of the batch, so the amount of padding, and what it holds, changes nothing.
-    In eval mode the running statistics are used and every step is normalised alone.
+    With ``mask=None`` it is :class:`torch.nn.BatchNorm1d`. With a mask, batch statistics
+    (and so the running averages) are the mean and variance over the valid steps, so the
+    amount of padding, and what it holds, changes nothing. Batch statistics are used in
+    training, and in eval too with ``track_running_stats=False`` (as in torch); otherwise
+    eval uses the running statistics and every step is normalised alone. ``momentum=None``
+    keeps a cumulative average, as in torch.
+
+    A training batch with a single value per channel (one sequence of one valid step)
+    says nothing about the variance: it is normalised with the running statistics, which
+    it leaves unchanged (torch's own batch norm refuses such a batch). Without running
+    statistics its batch statistics are used.
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Normalise ``x`` ``(B, C, T)``; ``mask`` ``(B, 1, T)`` is True on valid steps."""
-        if mask is None or not self.training:
+        batch_statistics = self.training or self.running_mean is None  # torch's rule
+        if not batch_statistics or x.dim() != 3:
             return super().forward(x)
+        if mask is None:
+            if x.shape[0] * x.shape[2] > 1:
+                return super().forward(x)
+            mask = torch.ones_like(x[:, :1], dtype=torch.bool)  # (B, 1, T): one value per channel
+        return self._masked(x, mask)
+
+    def _masked(self, x: Tensor, mask: Tensor) -> Tensor:
         weights = mask.to(x.dtype)  # (B, 1, T)
         count = weights.sum()
-        mean = (x * weights).sum(dim=(0, 2)) / count  # (C,)
+        mean = (x * weights).sum(dim=(0, 2)) / count.clamp(min=1)  # (C,)
         centred = (x - mean[None, :, None]) * weights  # (B, C, T), zero on padding
-        var = centred.pow(2).sum(dim=(0, 2)) / count  # (C,) biased, as BatchNorm normalises with
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        var = centred.pow(2).sum(dim=(0, 2)) / count.clamp(min=1)  # (C,) biased, as BatchNorm normalises with
+        if self.training and self.running_mean is not None and self.running_var is not None:
             assert self.num_batches_tracked is not None
-            self.num_batches_tracked.add_(1)
-            momentum = 0.1 if self.momentum is None else self.momentum
+            informative = count > 1  # no branch on it: no host sync
             with torch.no_grad():
+                self.num_batches_tracked.add_(informative.to(self.num_batches_tracked.dtype))
+                if self.momentum is None:  # cumulative average over the batches seen
+                    factor = informative / self.num_batches_tracked.clamp(min=1)
+                else:
+                    factor = informative * self.momentum
+                factor = factor.to(self.running_mean.dtype)
                 unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(unbiased.detach(), momentum)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), factor)
+            mean = torch.where(informative, mean, self.running_mean.to(x.dtype))  # (C,)
+            var = torch.where(informative, var, self.running_var.to(x.dtype))  # (C,)
         out = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)  # (B, C, T)
         if self.affine:
             out = out * self.weight[None, :, None] + self.bias[None, :, None]
@@ -223,6 +251,17 @@ class LSTMFCN(nn.Module, SerializableModel):
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.num_features, c.num_classes)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        branch = self._modules.get("lstm")
+        if branch is not None and not isinstance(branch, RecurrentEncoder):  # pickled when it was a classifier
+            encoder = branch._modules.get("encoder")
+            if not isinstance(encoder, RecurrentEncoder):
+                rnn = branch._modules["rnn"]
+                assert isinstance(rnn, nn.LSTM)
+                encoder = RecurrentEncoder.from_rnn(rnn, self.config.readout)
+            self._modules["lstm"] = encoder
+
     @classmethod
     def from_config(cls, config: LSTMFCNConfig) -> LSTMFCN:
         """A freshly initialised model built from ``config``."""
@@ -271,6 +310,18 @@ class LSTMFCN(nn.Module, SerializableModel):
             pooled = h.masked_fill(~mask, 0.0).sum(dim=2) / valid_steps  # (B, C)
         encoded = self.lstm.encode(x, lengths)  # (B, H); input checked above
         return torch.cat([pooled, encoded], dim=1)  # (B, C + H)
+
+    def initial_state(self, batch_size: int) -> NoReturn:
+        """Refused: an LSTM-FCN cannot stream (see :meth:`step`)."""
+        raise NotImplementedError(_NO_STREAMING)
+
+    def step(self, x_t: Tensor, state: object, *, grad: bool = False) -> NoReturn:
+        """Refused: each convolution reads steps after the current one, which a stream has not reached.
+
+        Raises:
+            NotImplementedError: always; the message says what to do instead.
+        """
+        raise NotImplementedError(_NO_STREAMING)
 
     def extra_repr(self) -> str:
         c = self.config

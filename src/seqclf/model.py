@@ -155,7 +155,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         self.embedding: TokenEmbedding | None = None
         if self.config.vocab_size is not None:
             self.embedding = TokenEmbedding(self.config.vocab_size, input_size, freeze=freeze_embedding)
-        # None when off: the tutorial's model keeps exactly its state_dict
+        # None when off: a model without normalisation has no statistics in its state_dict
         self.normalize: Standardize | None = Standardize(input_size) if normalize else None
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, readout)
         self.dropout = nn.Dropout(dropout)
@@ -176,7 +176,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         :func:`seqclf.checkpoint.load_checkpoint`), so a file crafted to run code is refused;
         its checksum, class name, config and weight shapes are checked.
 
-        Example:
+        Examples:
             >>> model = SequenceClassifier.from_checkpoint("runs/lstm/step-00001875.pt")  # doctest: +SKIP
         """
         return rebuild_model(cls, ModelConfig, path)
@@ -257,6 +257,17 @@ class SequenceClassifier(nn.Module, SerializableModel):
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
         return self.encoder.encode(x, lengths)  # (B, D*H)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        if "encoder" not in self._modules and "rnn" in self._modules:  # pickled before the encoder existed
+            rnn = self._modules["rnn"]
+            assert isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN))
+            encoder = RecurrentEncoder.from_rnn(rnn, self.config.readout)
+            # the encoder takes the place of the recurrent layers: parameters keep their order
+            self._modules = {("encoder" if k == "rnn" else k): (encoder if k == "rnn" else v)
+                             for k, v in self._modules.items()}
+            self._register_load_state_dict_pre_hook(_rename_legacy_weights)  # type: ignore[no-untyped-call]
+
     @property
     def rnn(self) -> nn.LSTM | nn.GRU | nn.RNN:
         """Deprecated: the recurrent layers, now ``model.encoder.rnn``."""
@@ -289,7 +300,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             grad: record autograd history through the steps, to train through a stream
                 (the state then holds every step's graph: memory grows with each step).
 
-        Example:
+        Examples:
             >>> model = SequenceClassifier(3, 8, 2).eval()
             >>> state = model.initial_state(batch_size=1)
             >>> for x_t in torch.randn(5, 1, 3):

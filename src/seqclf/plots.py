@@ -1,8 +1,9 @@
 """Pictures of a run: training curves, predictions on images, a confusion matrix.
 
-Needs matplotlib: ``pip install "seqclf[plot]"``. Each function returns a
-``matplotlib.figure.Figure`` (shown inline in a notebook) built without ``pyplot``, so
-no global figure state is kept, and saves it when given ``save_to``.
+Needs matplotlib: ``pip install matplotlib`` (or, in a clone of seqclf,
+``pip install -e ".[plot]"``). Each function returns a ``matplotlib.figure.Figure``
+(shown inline in a notebook) built without ``pyplot``, so no global figure state is
+kept, and saves it when given ``save_to``.
 
 Examples:
     >>> from seqclf.plots import plot_training_curves
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT = 'pip install "seqclf[plot]"'
+INSTALL_HINT = 'pip install matplotlib (or, in a clone of seqclf, pip install -e ".[plot]")'
 
 PathLike = str | os.PathLike[str]
 

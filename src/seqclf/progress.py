@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .callbacks import Callback, StepOutput
 from .history import Record
 
-__all__ = ["FALLBACK_COLUMNS", "ProgressBar"]
+__all__ = ["FALLBACK_COLUMNS", "FALLBACK_ROWS", "ProgressBar"]
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -79,17 +79,21 @@ class ProgressBar(Callback):
         total = _epoch_samples(trainer)
         done = min(trainer.state.batch_in_epoch * trainer.batch_size, total or 0)  # a resumed epoch
         file = self.file if self.file is not None else sys.stderr
-        # a terminal that reports 0 columns (a fresh pty, `script`, some CI and editor shells)
-        # would make tqdm's dynamic width draw nothing at all: give it a fixed width instead
-        zero_width = _terminal_columns(file) == 0
+        # a terminal that reports 0 columns or 0 rows (a fresh pty, `script`, some CI and editor
+        # shells) makes tqdm draw nothing at all (it reads 0 rows as "no room for any bar"):
+        # give it a fixed size instead
+        size = _terminal_size(file)
+        fixed = size is not None and (size.columns == 0 or size.lines == 0)
         self.bar = tqdm(
             total=total,
             initial=done,
             desc=f"epoch {trainer.state.epoch + 1}/{trainer.epochs}",
             unit="samples",
             unit_scale=total is None or total >= 10_000,  # "60.0k/60.0k", but "64/100"
-            dynamic_ncols=not zero_width,
-            ncols=FALLBACK_COLUMNS if zero_width else None,
+            dynamic_ncols=not fixed,
+            # the width tqdm's dynamic sizing would use (the terminal's less 1), else the fallback
+            ncols=(size.columns - 1 if size.columns > 0 else FALLBACK_COLUMNS) if fixed and size else None,
+            nrows=(size.lines if size.lines > 0 else FALLBACK_ROWS) if fixed and size else None,
             leave=True,
             file=file,
             mininterval=0,  # on_batch_end throttles the updates itself
@@ -138,16 +142,19 @@ class ProgressBar(Callback):
 FALLBACK_COLUMNS = 80
 """The bar's width on a terminal that reports a width of 0 columns."""
 
+FALLBACK_ROWS = 24
+"""The height the bar assumes on a terminal that reports 0 rows."""
 
-def _terminal_columns(file: TextIO) -> int | None:
-    """The width ``file``'s terminal reports, or None when it is not a terminal."""
+
+def _terminal_size(file: TextIO) -> os.terminal_size | None:
+    """The size ``file``'s terminal reports, or None when it is not a terminal."""
     try:
-        return os.get_terminal_size(file.fileno()).columns
+        return os.get_terminal_size(file.fileno())
     except (AttributeError, OSError, ValueError):  # no fileno (StringIO), not a terminal, closed
         return None
 
 
-def default_callbacks(callbacks: Sequence[Callback], progress: bool | None) -> list[Callback]:
+def _default_callbacks(callbacks: Sequence[Callback], progress: bool | None) -> list[Callback]:
     """``callbacks`` plus a ``ProgressBar(enabled=progress)`` unless they hold one or ``progress`` is False."""
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None (auto); got {progress!r}")

@@ -6,7 +6,7 @@ everywhere a model is chosen by name: ``seqclf.create_model(name, ...)`` and the
 estimator's ``model=``. One class may register several names with different defaults
 (``"lstm"``, ``"gru"`` and ``"rnn"`` are all :class:`~seqclf.SequenceClassifier`).
 
-Example:
+Examples:
     >>> seqclf.list_models()  # doctest: +SKIP
     ['gru', 'lstm', 'lstm_fcn', 'rnn']
     >>> model = seqclf.create_model("gru", input_size=3, num_classes=4, hidden_size=16)  # doctest: +SKIP
@@ -104,7 +104,7 @@ def register_model(name: str, **defaults: Any) -> Callable[[M], M]:
 def list_models(pattern: str = "*") -> list[str]:
     """The registered model names matching the shell-style ``pattern``, sorted.
 
-    Example:
+    Examples:
         >>> seqclf.list_models("*rnn*")  # doctest: +SKIP
         ['rnn']
     """
@@ -137,7 +137,7 @@ def create_model(name: str, *, input_size: int, num_classes: int, **options: Any
         ValueError: ``name`` is not registered, or an option's value is invalid.
         TypeError: an option is not one the model takes (the message lists those it does).
 
-    Example:
+    Examples:
         >>> model = seqclf.create_model("lstm_fcn", input_size=1, num_classes=3, hidden_size=16)  # doctest: +SKIP
     """
     entry = model_entry(name)

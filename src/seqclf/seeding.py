@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+__all__ = ["seed_everything"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -11,7 +11,7 @@ seqclf model class that has a frozen ``config`` dataclass (with ``to_dict`` and
 ``from_dict``), a ``config_class`` class attribute and a ``from_config`` class method
 gets ``save`` and ``load`` by inheriting :class:`SerializableModel`.
 
-Example:
+Examples:
     >>> model.save("model.safetensors")  # doctest: +SKIP
     >>> model = SequenceClassifier.load("model.safetensors")  # doctest: +SKIP
 """
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from typing_extensions import Self
 
 from ._files import move_into_place
+from ._model_record import rebuild_model
 from ._version import __version__
 
 __all__ = ["SerializableModel", "SerializationError", "load_safetensors", "save_safetensors"]
@@ -228,7 +229,7 @@ def write_atomically(path: PathLike, chunks: list[bytes], *, overwrite: bool) ->
 
 # ------------------------------------------------------------------ models
 class SerializableModel:
-    """Gives a seqclf model class ``save(path)`` and ``Class.load(path)`` (safetensors, no pickle).
+    """Gives a seqclf model class ``save``, ``load`` (safetensors, no pickle) and ``from_checkpoint``.
 
     The class must be an ``nn.Module`` with a ``config`` (a frozen dataclass with
     ``to_dict``/``from_dict``), name that dataclass in ``config_class``, and build itself
@@ -291,4 +292,16 @@ class SerializableModel:
             raise SerializationError(f"{where}: its weights do not fit its {cls.__name__} config: {error}") from None
         model.eval()
         assert isinstance(model, cls)
+        return model
+
+    @classmethod
+    def from_checkpoint(cls, path: PathLike) -> Self:
+        """The model in a trainer checkpoint, rebuilt from its stored config and weights, in eval mode.
+
+        The file is read safely (nothing in it can run code) and its checksum checked.
+
+        Raises:
+            CheckpointError: the file holds another class, no config, or weights that do not fit.
+        """
+        model: Self = rebuild_model(cls, cls.config_class, path)  # type: ignore[type-var]
         return model

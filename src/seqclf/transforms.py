@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+__all__ = ["image_rows_as_sequence"]
+
 
 def image_rows_as_sequence(image: Any) -> Tensor:
     """Read an image row by row as a sequence of ``H`` steps.
