@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from seqclf import SequenceClassifier
+from seqclf import LSTMFCN, SequenceClassifier
 from seqclf.serialization import SerializableModel, SerializationError, load_safetensors, save_safetensors
+
+from .conftest import FIXTURES, fixture_expected, fixture_input
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -194,3 +196,16 @@ def test_a_normalising_model_saves_its_statistics(tmp_path: Path) -> None:
     assert loaded.normalize is not None and loaded.normalize.is_fitted
     x = torch.randn(2, 5, 3)
     torch.testing.assert_close(loaded(x), model.eval()(x), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("sequence_classifier.safetensors", SequenceClassifier), ("lstm_fcn.safetensors", LSTMFCN)],
+)
+def test_model_files_written_by_seqclf_0_1_0_still_load_and_predict_the_same(name: str, cls: type[nn.Module]) -> None:
+    model = cls.load(FIXTURES / name)  # type: ignore[attr-defined]
+    assert isinstance(model, cls) and not model.training
+    x, lengths = fixture_input()  # (5, 7, 3) with junk in the padding, (5,)
+    with torch.no_grad():
+        logits = model(x, lengths)  # (5, 3)
+    torch.testing.assert_close(logits, torch.tensor(fixture_expected()[name]), rtol=0, atol=1e-6)

@@ -23,6 +23,8 @@ from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError, save_check
 from seqclf.recipes import SMALL_DATA  # noqa: E402
 from seqclf.sklearn import SequenceClassifierEstimator  # noqa: E402
 
+from .conftest import FIXTURES, fixture_expected, fixture_input  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -259,3 +261,14 @@ def test_defaults_are_the_time_series_model_and_recipe() -> None:
         SequenceClassifierEstimator(cell="gru", device="cpu").fit(x, y)
     with pytest.raises(ValueError, match="model must be 'lstm_fcn' or 'lstm'; got 'cnn'"):
         SequenceClassifierEstimator(model="cnn", device="cpu").fit(x, y)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["estimator_lstm.pt", "estimator_lstm_fcn.pt"])
+def test_estimator_files_written_by_seqclf_0_1_0_still_load_and_predict_the_same(name: str) -> None:
+    expected = fixture_expected()[name]
+    clf = SequenceClassifierEstimator.load(FIXTURES / name)
+    assert clf.classes_.tolist() == expected["classes"] == ["cat", "dog", "emu"]
+    x, lengths = fixture_input()  # (5, 7, 3), (5,)
+    queries = [s[:n].numpy().astype(np.float64) for s, n in zip(x, lengths.tolist(), strict=True)]  # (T_i, 3) each
+    np.testing.assert_allclose(clf.predict_proba(queries), expected["predict_proba"], rtol=0, atol=1e-6)
+    assert clf.predict(queries).tolist() == expected["predict"]
