@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from seqclf import LSTMFCN, SequenceClassifier
-from seqclf.serialization import SerializableModel, SerializationError, load_safetensors, save_safetensors
+from seqclf.serialization import SerializableModel, SerializationError, _checksum, load_safetensors, save_safetensors
 
 from .conftest import FIXTURES, fixture_expected, fixture_input
 
@@ -87,10 +88,16 @@ def _valid_file(tmp_path: Path) -> bytes:
     return (tmp_path / "good.safetensors").read_bytes()
 
 
-def _with_header(data: bytes, edit: object) -> bytes:
+def _with_header(data: bytes, edit: object, *, resign: bool = False) -> bytes:
+    """``data`` with its JSON header edited; with ``resign`` its checksum fits the edit (a consistent file)."""
     size = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8 : 8 + size])
     edit(header)  # type: ignore[operator]
+    if resign:
+        with tempfile.TemporaryDirectory() as directory:
+            (Path(directory) / "f.safetensors").write_bytes(data)
+            tensors, _ = load_safetensors(Path(directory) / "f.safetensors")
+        header["__metadata__"]["sha256"] = _checksum(tensors, header["__metadata__"])
     encoded = json.dumps(header).encode()
     return struct.pack("<Q", len(encoded)) + encoded + data[8 + size :]
 
@@ -115,13 +122,17 @@ def _with_header(data: bytes, edit: object) -> bytes:
         ),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config=1)), "__metadata__ must map str to str"),
         (
-            lambda d: _with_header(d, lambda h: h["__metadata__"].update(config="{")),
+            lambda d: _with_header(d, lambda h: h["__metadata__"].update(config="{"), resign=True),
             "invalid SequenceClassifier config",
         ),
-        (lambda d: _with_header(d, lambda h: h["__metadata__"].update(format="other")), "not a seqclf model file"),
+        (lambda d: _with_header(d, lambda h: h["__metadata__"].update(config="{")), "is corrupted: its content"),
+        (
+            lambda d: _with_header(d, lambda h: h["__metadata__"].update(format="other")),
+            r"must be a seqclf model file .*; got a safetensors file not written by seqclf",
+        ),
         (lambda d: _with_header(d, lambda h: h["__metadata__"].update(format_version="9")), "format version '9'"),
         (
-            lambda d: _with_header(d, lambda h: h["__metadata__"].update(model_class="LSTMFCN")),
+            lambda d: _with_header(d, lambda h: h["__metadata__"].update(model_class="LSTMFCN"), resign=True),
             "holds a LSTMFCN model, not a SequenceClassifier",
         ),
         (
@@ -130,6 +141,7 @@ def _with_header(data: bytes, edit: object) -> bytes:
                 lambda h: h["__metadata__"].update(
                     config=json.dumps({**json.loads(h["__metadata__"]["config"]), "hidden_size": 5})
                 ),
+                resign=True,
             ),
             "weights do not fit",
         ),
@@ -144,7 +156,7 @@ def test_load_refuses_bad_files(tmp_path: Path, damage: object, message: str) ->
 
 def test_load_refuses_a_foreign_safetensors_file(tmp_path: Path) -> None:
     save_safetensors({"weight": torch.zeros(2)}, tmp_path / "other.safetensors")
-    with pytest.raises(SerializationError, match="not a seqclf model file"):
+    with pytest.raises(SerializationError, match=r"must be a seqclf model file .*; got a safetensors file not written"):
         SequenceClassifier.load(tmp_path / "other.safetensors")
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from seqclf import LSTMFCN, LSTMFCNConfig, SequenceClassifier, Trainer  # noqa: 
 from seqclf._files import write_file  # noqa: E402
 from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError, save_checkpoint  # noqa: E402
 from seqclf.recipes import SMALL_DATA  # noqa: E402
+from seqclf.serialization import _checksum, load_safetensors, save_safetensors  # noqa: E402
 from seqclf.sklearn import SequenceClassifierEstimator  # noqa: E402
 
 from .conftest import FIXTURES, fixture_expected, fixture_input  # noqa: E402
@@ -184,8 +186,9 @@ def test_save_and_load_keep_classes_and_predictions(tmp_path: Path) -> None:
     assert loaded.classes_.tolist() == ["down", "up"] and loaded.classes_.dtype == clf.classes_.dtype
     np.testing.assert_array_equal(loaded.predict_proba(x), clf.predict_proba(x))
     np.testing.assert_array_equal(loaded.predict(x), clf.predict(x))
-    raw = torch.load(path, weights_only=True)  # plain data and tensors only
-    assert raw["classes"] == ["down", "up"] and "normalize.mean" in raw["state_dict"]
+    tensors, metadata = load_safetensors(path)  # one safetensors file: tensors, and plain JSON in the metadata
+    assert json.loads(metadata["classes"]) == ["down", "up"] and "normalize.mean" in tensors
+    assert json.loads(metadata["params"]) == clf.get_params() and metadata["model_class"] == "SequenceClassifier"
 
     with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
         clf.save(path)
@@ -210,21 +213,29 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
         SequenceClassifierEstimator.load(other)
     trainer_file = tmp_path / "trainer.pt"
     save_checkpoint(Trainer(SequenceClassifier(2, 4, 2), device="cpu", progress=False).state_dict(), trainer_file)
-    with pytest.raises(CheckpointError, match=r"must be a file written by SequenceClassifierEstimator\.save"):
+    with pytest.raises(CheckpointError, match=r"must be a seqclf estimator file; got a seqclf training checkpoint"):
         SequenceClassifierEstimator.load(trainer_file)
     with pytest.raises(FileNotFoundError):
         SequenceClassifierEstimator.load(tmp_path / "missing.pt")
     x, y = toy()
     saved = small().fit(x, y).save(tmp_path / "clf.pt")
-    data = torch.load(saved, weights_only=True)
-    data["params"]["hidden_size"] = 9  # weights of another size
-    torch.save(data, saved)  # the stored checksum no longer matches
+    tensors, metadata = load_safetensors(saved)
+    metadata["classes"] = json.dumps(["down", "sideways"])  # changed without its checksum
+    save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
     with pytest.raises(CheckpointError, match=r"is corrupted"):
         SequenceClassifierEstimator.load(saved)
-    data.pop("sha256")
-    write_file(data, saved, overwrite=True)  # a consistent file whose weights do not fit its hyperparameters
-    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), "hidden_size": 9})  # weights of another size
+    metadata["sha256"] = _checksum(tensors, metadata)  # a consistent file whose weights do not fit its config
+    save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
+    with pytest.raises(CheckpointError, match=r"(?s)weights do not fit its SequenceClassifier config.*size mismatch"):
         SequenceClassifierEstimator.load(saved)
+    # a file of seqclf 0.1 (a torch file) is checked as strictly
+    old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
+    old["params"]["hidden_size"] = 9
+    old.pop("sha256")
+    write_file(old, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
+        SequenceClassifierEstimator.load(tmp_path / "old.pt")
 
 
 def test_pickle_round_trip_for_joblib_users() -> None:

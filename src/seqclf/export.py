@@ -15,14 +15,13 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import secrets
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._files import move_into_place
+from ._files import write_atomically
 
 __all__ = ["ONNX_OPSET", "to_onnx"]
 
@@ -66,6 +65,7 @@ def to_onnx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the write failed (e.g. a full disk); ``path`` is then left as it was.
         ImportError: the ``onnx`` package is missing (install ``seqclf[onnx]``).
     """
     if not isinstance(model, nn.Module):
@@ -77,17 +77,12 @@ def to_onnx(
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as error:
         raise ImportError('to_onnx needs the onnx package: pip install "seqclf[onnx]"') from error
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(
-            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
-        )
     exported = copy.deepcopy(model).to("cpu").eval()
     # a full-length example: the graph must not depend on it (it cannot: nothing branches on lengths)
     x = torch.zeros(2, 3, input_size)
     lengths = torch.full((2,), 3, dtype=torch.int64)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+
+    def export(temporary: Path) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
@@ -104,9 +99,7 @@ def to_onnx(
                 opset_version=opset_version,
                 dynamo=False,
             )
-        move_into_place(temporary, path, overwrite=overwrite)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    logger.info("exported %s to %s (opset %d)", type(model).__name__, path, opset_version)
-    return path
+
+    written = write_atomically(path, export, overwrite=overwrite, what="ONNX file")
+    logger.info("exported %s to %s (opset %d)", type(model).__name__, written, opset_version)
+    return written

@@ -1,0 +1,116 @@
+"""Which kind of file a path holds, and which seqclf call reads it: for the message of a loader handed the wrong file.
+
+seqclf writes four kinds of file: training checkpoints (``save_checkpoint``, a torch
+file), model files (``Model.save``, safetensors), estimator files
+(``SequenceClassifierEstimator.save``, safetensors; a torch file before seqclf 0.2) and
+ONNX files (``to_onnx``). Each loader that finds another kind names the kind and the call
+that reads it. Identifying a file never runs code from it, and never fails: a file it
+cannot tell is ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+__all__ = ["Container", "container_of", "describe"]
+
+Container = Literal["safetensors", "torch", "onnx", "unknown"]
+
+MODEL_FORMAT = "seqclf-model"
+"""The ``format`` metadata of a model file (``Model.save``)."""
+ESTIMATOR_FORMAT = "seqclf-estimator"
+"""The ``format`` metadata of an estimator file (``SequenceClassifierEstimator.save``)."""
+CHECKPOINT_FORMAT = "seqclf.checkpoint"
+"""The ``format`` field of a checkpoint (and of a 0.1 estimator file, which adds ``kind``)."""
+OLD_ESTIMATOR_KIND = "seqclf.sklearn"
+"""The ``kind`` field of an estimator file written by seqclf 0.1 (a torch file)."""
+ESTIMATOR_LOADER = "seqclf.sklearn.SequenceClassifierEstimator.load(path)"
+
+_MAX_HEADER_BYTES = 100_000_000  # the safetensors package's own limit
+
+
+def container_of(head: bytes, size: int) -> Container:
+    """The container format of a file from its first bytes ``head`` (at least 9 of them) and its ``size``."""
+    if len(head) >= 9 and head[8:9] == b"{":
+        (header_size,) = struct.unpack("<Q", head[:8])
+        if header_size <= min(_MAX_HEADER_BYTES, size - 8):
+            return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save: a zip archive, or a pickle (before torch 1.6)
+        return "torch"
+    if head[:1] == b"\x08" and head[2:3] == b"\x12":  # ONNX ModelProto: ir_version, then producer_name
+        return "onnx"
+    return "unknown"
+
+
+def describe(path: str | os.PathLike[str]) -> str | None:
+    """``"a seqclf model file of a LSTMFCN: load it with LSTMFCN.load(path)"`` and the like; None if unknown.
+
+    Never suggests loading with ``weights_only=False``: no seqclf file needs it.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError:
+        return None
+    container = container_of(head, size)
+    if container == "safetensors":
+        return _describe_safetensors(path)
+    if container == "torch":
+        return _describe_torch(path)
+    if container == "onnx":
+        return "an ONNX model (written by seqclf.export.to_onnx): run it with onnxruntime.InferenceSession(path)"
+    return None
+
+
+def _describe_safetensors(path: Path) -> str:
+    metadata: object = {}
+    with contextlib.suppress(Exception):  # a damaged header: it is still a safetensors file
+        with open(path, "rb") as file:
+            (header_size,) = struct.unpack("<Q", file.read(8))
+            metadata = json.loads(file.read(header_size)).get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        metadata = {}
+    if metadata.get("format") == MODEL_FORMAT:
+        name = str(metadata.get("model_class"))
+        return f"a seqclf model file of a {name} (written by {name}.save): load it with {name}.load(path)"
+    if metadata.get("format") == ESTIMATOR_FORMAT:
+        return f"a seqclf estimator file (written by SequenceClassifierEstimator.save): load it with {ESTIMATOR_LOADER}"
+    return (
+        "a safetensors file not written by seqclf: read its tensors with seqclf.serialization.load_safetensors(path) "
+        "and give them to model.load_state_dict"
+    )
+
+
+def _describe_torch(path: Path) -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: runs nothing
+    except Exception:
+        return "a PyTorch file holding objects other than tensors and plain data, which no seqclf loader reads"
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        if data.get("kind") == OLD_ESTIMATOR_KIND:
+            return (
+                "a seqclf estimator file (written by SequenceClassifierEstimator.save in seqclf 0.1): "
+                f"load it with {ESTIMATOR_LOADER}"
+            )
+        model = data.get("model")
+        name = str(model.get("class")) if isinstance(model, dict) else "model"
+        return (
+            f"a seqclf training checkpoint of a {name}: rebuild the model with {name}.from_checkpoint(path), "
+            "or continue the run with Trainer.fit(..., resume_from=path)"
+        )
+    return (
+        "a PyTorch file that is not a seqclf file: if it holds a state_dict, load it with "
+        "model.load_state_dict(torch.load(path, weights_only=True))"
+    )
