@@ -227,14 +227,14 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
     metadata["config"] = json.dumps({**json.loads(metadata["config"]), "hidden_size": 9})  # weights of another size
     metadata["sha256"] = _checksum(tensors, metadata)  # a consistent file whose weights do not fit its config
     save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
-    with pytest.raises(CheckpointError, match=r"(?s)weights do not fit its SequenceClassifier config.*size mismatch"):
+    with pytest.raises(CheckpointError, match=r"weights do not fit its SequenceClassifier config; shapes differ"):
         SequenceClassifierEstimator.load(saved)
     # a file of seqclf 0.1 (a torch file) is checked as strictly
     old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
     old["params"]["hidden_size"] = 9
     old.pop("sha256")
     write_file(old, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
+    with pytest.raises(CheckpointError, match=r"weights do not fit its SequenceClassifier config; shapes differ"):
         SequenceClassifierEstimator.load(tmp_path / "old.pt")
 
 
@@ -283,3 +283,63 @@ def test_estimator_files_written_by_seqclf_0_1_0_still_load_and_predict_the_same
     queries = [s[:n].numpy().astype(np.float64) for s, n in zip(x, lengths.tolist(), strict=True)]  # (T_i, 3) each
     np.testing.assert_allclose(clf.predict_proba(queries), expected["predict_proba"], rtol=0, atol=1e-6)
     assert clf.predict(queries).tolist() == expected["predict"]
+
+
+@pytest.mark.parametrize("written_by", ["this seqclf", "seqclf 0.1"])
+def test_a_file_saved_for_a_device_this_machine_lacks_loads_on_one_it_has(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, written_by: str
+) -> None:
+    path = tmp_path / "clf.pt"
+    if written_by == "this seqclf":
+        x, y = toy()
+        clf = small().fit(x, y)
+        expected = clf.predict_proba(x)
+        clf.set_params(device="cuda:99")  # as if fitted on a GPU: no machine has this one
+        clf.save(path)
+    else:  # the 0.1 fixture, its metadata saying cuda:99
+        old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
+        old["params"]["device"] = "cuda:99"
+        old.pop("sha256")
+        write_file(old, path)
+        x = [s[:n].numpy() for s, n in zip(*fixture_input(), strict=True)]  # (T_i, 3) each
+        expected = np.asarray(fixture_expected()["estimator_lstm.pt"]["predict_proba"])
+    with caplog.at_level("WARNING", logger="seqclf.sklearn"):
+        loaded = SequenceClassifierEstimator.load(path)
+    assert "was saved with device='cuda:99', which this machine lacks" in caplog.text
+    assert loaded.device == "cpu" and {p.device.type for p in loaded.model_.parameters()} == {"cpu"}
+    np.testing.assert_allclose(loaded.predict_proba(x), expected, rtol=0, atol=1e-6)
+    chosen = SequenceClassifierEstimator.load(path, device="cpu")
+    assert chosen.device == "cpu" and chosen.get_params()["device"] == "cpu"
+    with pytest.raises(ValueError, match=r"device must be one this machine has; got 'cuda:99'"):
+        SequenceClassifierEstimator.load(path, device="cuda:99")
+
+
+def test_fuzzed_estimator_metadata_raises_only_checkpoint_error(tmp_path: Path) -> None:
+    """Seeded random JSON in each metadata entry of a consistent (re-signed) estimator file: refused or usable."""
+    import random
+
+    x, y = toy(n=12)
+    good = small(min_steps=2).fit(x, y).save(tmp_path / "good.pt")
+    tensors, metadata = load_safetensors(good)
+    rng = random.Random(0)
+    values: list[object] = [0, -1, 2**70, 1.5, "x", "<U2", "|O", None, True, [], {}, ["up"], ["a", "b", "c"],
+                            {"hidden_size": 2**30}, {"model": "lstm", "bogus": 1}, {"num_classes": 3}]
+    outcomes: dict[str, int] = {"refused": 0, "loaded": 0}
+    for i in range(300):
+        changed = dict(metadata)
+        key = rng.choice(sorted(k for k in metadata if k != "sha256"))
+        value = rng.choice(values)
+        if key in ("params", "config") and isinstance(value, dict) and rng.random() < 0.7:
+            value = {**json.loads(metadata[key]), **value}  # a plausible object with one entry changed
+        changed[key] = json.dumps(value) if rng.random() < 0.8 else str(value)
+        changed["sha256"] = _checksum(tensors, changed)
+        path = tmp_path / f"fuzzed-{i}.pt"
+        save_safetensors(tensors, path, metadata=changed)
+        try:
+            loaded = SequenceClassifierEstimator.load(path)
+        except CheckpointError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["loaded"] += 1
+            assert loaded.predict_proba(x[:2]).shape == (2, len(loaded.classes_))
+    assert outcomes["refused"] > 50 and outcomes["loaded"] > 5, outcomes

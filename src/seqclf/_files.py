@@ -266,8 +266,9 @@ def _check_header(data: object, path: Path) -> None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(
-            f"checkpoint {where} must be a seqclf checkpoint (a dict with format={FORMAT!r}); got {got}. "
-            "A plain state_dict loads with model.load_state_dict(torch.load(path, weights_only=True))."
+            f"checkpoint {where} must be a seqclf checkpoint (a dict with format={FORMAT!r}); got a PyTorch file "
+            f"that is not a seqclf file ({got}): if it holds a state_dict, load it with "
+            "model.load_state_dict(torch.load(path, weights_only=True))"
         )
     version = data.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

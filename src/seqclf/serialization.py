@@ -46,6 +46,7 @@ FORMAT_VERSION = "2"
 _READS = ("1", "2")
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors package's own limit
 _MAX_DIMENSION = 2**63 - 1  # a torch size is an int64
+_SLACK_ELEMENTS = 2**20  # a model may hold a few weights its file lacks (a newer buffer); never a file's worth more
 
 _DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -310,23 +311,52 @@ def _model_class(name: object, where: str) -> type[nn.Module]:
 def _model_from_config(cls: type[nn.Module], config: object, tensors: Mapping[str, Tensor], where: str) -> nn.Module:
     """``cls`` built from its ``config`` (a JSON string) and given ``tensors`` as its weights, in eval mode.
 
-    A stored tensor must be of the same kind (floating point, integer or bool) as the
-    model's: an integer or bool tensor is never cast into a float parameter.
+    The model is first built on the meta device (no memory): a config that describes
+    weights of other shapes, or far more weights than the file holds, is refused before
+    anything is allocated. A stored tensor must be of the same kind (floating point,
+    integer or bool) as the model's: an integer or bool tensor is never cast into a float.
     """
     config_class = getattr(cls, "config_class", None)
+    from_config = getattr(cls, "from_config", None)
     try:
         parsed = json.loads(config) if isinstance(config, str) else None
-        if not isinstance(parsed, dict) or config_class is None:
+        if not isinstance(parsed, dict) or config_class is None or from_config is None:
             raise TypeError(f"config must be a JSON object; got {_short(config)}")
-        model: nn.Module = getattr(cls, "from_config")(config_class.from_dict(parsed))  # noqa: B009
-    except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as error:
-        raise SerializationError(f"{where} holds an invalid {cls.__name__} config: {error}") from None
-    _check_tensor_kinds(model, tensors, where)
+        built = config_class.from_dict(parsed)
+        with torch.device("meta"):
+            skeleton: nn.Module = from_config(built)
+    except (TypeError, ValueError, KeyError, RuntimeError, RecursionError) as error:
+        raise SerializationError(f"{where} holds an invalid {cls.__name__} config: {_short(str(error))}") from None
+    _check_fit(skeleton, tensors, where, cls.__name__)
+    model: nn.Module = from_config(built)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:
         raise SerializationError(f"{where}: its weights do not fit its {cls.__name__} config: {error}") from None
     return model.eval()
+
+
+def _check_fit(skeleton: nn.Module, tensors: Mapping[str, Tensor], where: str, name: str) -> None:
+    """Refuse ``tensors`` that cannot be ``skeleton``'s weights: other shapes, kinds, or far fewer elements.
+
+    Names are left to ``load_state_dict`` (a model may map the names of older files).
+    """
+    expected = skeleton.state_dict()
+    wrong = sorted(
+        f"{key}: {tuple(value.shape)} vs {tuple(expected[key].shape)}"
+        for key, value in tensors.items()
+        if key in expected and value.shape != expected[key].shape
+    )
+    if wrong:
+        raise SerializationError(
+            f"{where}: its weights do not fit its {name} config; shapes differ (file vs config): {wrong[:5]}"
+        )
+    needed, held = sum(t.numel() for t in expected.values()), sum(t.numel() for t in tensors.values())
+    if needed > held + _SLACK_ELEMENTS:
+        raise SerializationError(
+            f"{where}: its {name} config describes {needed} weights, but the file holds only {held}"
+        )
+    _check_tensor_kinds(skeleton, tensors, where)
 
 
 def _check_tensor_kinds(model: nn.Module, tensors: Mapping[str, object], where: str) -> None:

@@ -35,7 +35,7 @@ from .model import SequenceClassifier
 from .recipes import SMALL_DATA, SmallDataRecipe
 from .serialization import (
     SerializableModel,
-    _check_tensor_kinds,
+    _check_fit,
     _load_file,
     _model_class,
     _model_from_config,
@@ -331,24 +331,30 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         tensors, metadata = _load_file(path, ESTIMATOR_FORMAT, (_ESTIMATOR_VERSION,))
         try:
             params = json.loads(metadata["params"])
-            classes_list = json.loads(metadata["classes"])
-            if not isinstance(params, dict) or not isinstance(classes_list, list):
-                raise TypeError(f"params must be a JSON object and classes a list; got {params!r}, {classes_list!r}")
+            classes = json.loads(metadata["classes"])
+            if not isinstance(params, dict) or not isinstance(classes, list):
+                raise TypeError(f"params must be a JSON object and classes a list; got {type(params).__name__} "
+                                f"and {type(classes).__name__}")
             estimator = cls(**params)
-            estimator.classes_ = np.asarray(classes_list, dtype=np.dtype(metadata["classes_dtype"]))
+            estimator.classes_ = np.asarray(classes, dtype=np.dtype(metadata["classes_dtype"]))
             estimator.n_features_in_ = int(metadata["n_features_in"])
-            if "model_class" in metadata:
-                model_class = _model_class(metadata["model_class"], where)
-                return estimator, _model_from_config(model_class, metadata.get("config"), tensors, where)
-            model = estimator._build_model(estimator.n_features_in_, len(estimator.classes_))
+            if estimator.classes_.ndim != 1:
+                raise ValueError(f"classes must be a list of labels; got shape {estimator.classes_.shape}")
         except (KeyError, TypeError, ValueError, RecursionError) as error:
-            if isinstance(error, CheckpointError):
-                raise
             raise CheckpointError(
                 f"{where} must hold the hyperparameters and classes of a fitted {cls.__name__} that fit this "
-                f"seqclf; got {type(error).__name__}: {error}"
+                f"seqclf; got {type(error).__name__}: {str(error)[:300]}"
             ) from error
-        _load_weights(model, tensors, where, cls.__name__)
+        if "model_class" not in metadata:  # a model without a config: the hyperparameters build it
+            return estimator, _model_from_params(estimator, tensors, where)
+        model = _model_from_config(_model_class(metadata["model_class"], where), metadata.get("config"), tensors, where)
+        config = getattr(model, "config", None)
+        for field, value in (("num_classes", len(estimator.classes_)), ("input_size", estimator.n_features_in_)):
+            if getattr(config, field, value) != value:
+                raise CheckpointError(
+                    f"{where} must hold a model that fits its classes and features; got a model with "
+                    f"{field}={getattr(config, field)!r} for {value}"
+                )
         return estimator, model
 
     @classmethod
@@ -365,17 +371,15 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             estimator = cls(**data["params"])
             estimator.classes_ = np.asarray(data["classes"], dtype=np.dtype(data["classes_dtype"]))
             estimator.n_features_in_ = int(data["n_features_in"])
-            model = estimator._build_model(estimator.n_features_in_, len(estimator.classes_))
             weights = data["state_dict"]
-            if not isinstance(weights, dict):
-                raise TypeError(f"state_dict must be a dict; got {type(weights).__name__}")
+            if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
+                raise TypeError(f"state_dict must be a dict of tensors; got {type(weights).__name__}")
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(
                 f"{where} must hold the hyperparameters, classes and weights of a fitted "
                 f"{cls.__name__} that fit this seqclf; got {type(error).__name__}: {error}"
             ) from error
-        _load_weights(model, weights, where, cls.__name__)
-        return estimator, model
+        return estimator, _model_from_params(estimator, weights, where)
 
     # ---------------------------------------------------------------- helpers
     def _sequences(self, X: Any, name: str) -> tuple[Tensor, Tensor | None]:
@@ -429,16 +433,24 @@ def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:
 
 
 
-def _load_weights(model: nn.Module, weights: dict[str, Any], where: str, name: str) -> None:
-    """Load ``weights`` into ``model``: never cast across dtype kinds; a misfit is a CheckpointError."""
-    _check_tensor_kinds(model, weights, where)
+def _model_from_params(estimator: SequenceClassifierEstimator, weights: dict[str, Tensor], where: str) -> nn.Module:
+    """The model ``estimator``'s hyperparameters build, with ``weights`` loaded (checked first on a meta model)."""
+    name = type(estimator).__name__
+    size = (estimator.n_features_in_, len(estimator.classes_))
     try:
+        with torch.device("meta"):  # allocates nothing: a file cannot make this build a huge model
+            skeleton = estimator._build_model(*size)
+        _check_fit(skeleton, weights, where, type(skeleton).__name__)
+        model = estimator._build_model(*size)
         model.load_state_dict(weights)
-    except RuntimeError as error:
+    except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, CheckpointError):
+            raise
         raise CheckpointError(
             f"{where} must hold the hyperparameters, classes and weights of a fitted {name} that fit this "
             f"seqclf; got {type(error).__name__}: {error}"
         ) from error
+    return model
 
 
 def _device_to_load_on(saved: Any, device: str | torch.device | None, path: Path) -> tuple[torch.device, str]:
