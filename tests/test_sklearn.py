@@ -229,7 +229,7 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
     save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
     with pytest.raises(CheckpointError, match=r"weights do not fit its SequenceClassifier config; shapes differ"):
         SequenceClassifierEstimator.load(saved)
-    # a file of seqclf 0.1 (a torch file) is checked as strictly
+    # an estimator file of the older torch format is checked as strictly
     old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
     old["params"]["hidden_size"] = 9
     old.pop("sha256")

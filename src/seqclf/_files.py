@@ -33,6 +33,20 @@ from torch import Tensor
 from ._formats import CHECKPOINT_FORMAT, OLD_ESTIMATOR_KIND, container_of, describe
 from ._version import __version__
 
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "check_target",
+    "digest",
+    "move_into_place",
+    "read_file",
+    "to_cpu",
+    "write_atomically",
+    "write_file",
+]
+
 logger = logging.getLogger(__name__)
 
 FORMAT = CHECKPOINT_FORMAT
@@ -192,7 +206,7 @@ def read_file(path: PathLike, *, kind: Literal["checkpoint", "estimator"] = "che
     """Read a file :func:`write_file` wrote, and check its format and checksum; nothing in it can run code.
 
     ``kind`` is what the caller reads: a training checkpoint, or an estimator file of
-    seqclf 0.1. Any other kind of file is refused with a message naming what it is and the
+    the older torch format. Any other kind of file is refused with a message naming what it is and the
     call that reads it.
 
     Raises:

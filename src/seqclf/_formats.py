@@ -2,7 +2,7 @@
 
 seqclf writes four kinds of file: training checkpoints (``save_checkpoint``, a torch
 file), model files (``Model.save``, safetensors), estimator files
-(``SequenceClassifierEstimator.save``, safetensors; a torch file before seqclf 0.2) and
+(``SequenceClassifierEstimator.save``, safetensors; formerly a torch file) and
 ONNX files (``to_onnx``). Each loader that finds another kind names the kind and the call
 that reads it. Identifying a file never runs code from it, and never fails: a file it
 cannot tell is ``None``.
@@ -31,7 +31,7 @@ ESTIMATOR_FORMAT = "seqclf-estimator"
 CHECKPOINT_FORMAT = "seqclf.checkpoint"
 """The ``format`` field of a checkpoint (and of a 0.1 estimator file, which adds ``kind``)."""
 OLD_ESTIMATOR_KIND = "seqclf.sklearn"
-"""The ``kind`` field of an estimator file written by seqclf 0.1 (a torch file)."""
+"""The ``kind`` field of an estimator file in the older torch format."""
 ESTIMATOR_LOADER = "seqclf.sklearn.SequenceClassifierEstimator.load(path)"
 
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors package's own limit
@@ -101,7 +101,7 @@ def _describe_torch(path: Path) -> str:
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         if data.get("kind") == OLD_ESTIMATOR_KIND:
             return (
-                "a seqclf estimator file (written by SequenceClassifierEstimator.save in seqclf 0.1): "
+                "a seqclf estimator file in the older torch format (written by SequenceClassifierEstimator.save): "
                 f"load it with {ESTIMATOR_LOADER}"
             )
         model = data.get("model")

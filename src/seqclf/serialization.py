@@ -284,7 +284,7 @@ def _load_file(
             f"{list(versions)}: upgrade seqclf to read it"
         )
     stored = metadata.get("sha256")
-    if stored is None and version != "1":  # only model files of seqclf 0.1 (version 1) have no checksum
+    if stored is None and version != "1":  # only version 1 model files have no checksum
         raise SerializationError(f"{where} is corrupted: it must hold a sha256 checksum in its metadata; got none")
     if stored is not None and stored != (actual := _checksum(tensors, metadata)):
         raise SerializationError(

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 Layout = Literal["ntc", "nct"]
 Model = Literal["lstm_fcn", "lstm"]
 KIND = "seqclf.sklearn"
-"""The ``kind`` field of an estimator file written by seqclf 0.1 (a torch file), which :meth:`load` still reads."""
+"""The ``kind`` field of an estimator file in the older torch format, which :meth:`load` still reads."""
 KIND_VERSION = 1
 """The version of that 0.1 file that this seqclf reads (and older ones)."""
 _ESTIMATOR_VERSION = "1"  # of the safetensors estimator file save writes
@@ -292,7 +292,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     ) -> SequenceClassifierEstimator:
         """An estimator written by :meth:`save`, ready to predict; nothing in the file can run code.
 
-        Reads the files of this seqclf and those of seqclf 0.1 (a torch file read with
+        Reads the files :meth:`save` writes and those of the older torch format (read with
         ``torch.load(weights_only=True)``).
 
         Args:
@@ -359,7 +359,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     @classmethod
     def _from_torch_file(cls, path: Path) -> tuple[SequenceClassifierEstimator, nn.Module]:
-        """The estimator (without ``model_``) and its model from a file seqclf 0.1's :meth:`save` wrote."""
+        """The estimator (without ``model_``) and its model from an estimator file in the older torch format."""
         where = repr(str(path))
         data = read_file(path, kind="estimator")
         if not isinstance(data.get("kind_version"), int) or data["kind_version"] > KIND_VERSION:
