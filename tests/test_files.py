@@ -22,7 +22,8 @@ MODEL = SequenceClassifier(3, 4, 2)
 def _estimator_save(path: Path, overwrite: bool) -> None:
     sklearn = pytest.importorskip("seqclf.sklearn", reason="scikit-learn is needed for the estimator's files")
     x = np.random.default_rng(0).normal(size=(6, 4, 3))
-    clf = sklearn.SequenceClassifierEstimator(model="lstm", hidden_size=4, min_steps=1, random_state=0, device="cpu")
+    clf = sklearn.SequenceClassifierEstimator(layout="ntc", model="lstm", hidden_size=4, min_steps=1, random_state=0)
+    clf.set_params(device="cpu")
     clf.fit(x, np.array([0, 1] * 3)).save(path, overwrite=overwrite)
 
 

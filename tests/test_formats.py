@@ -61,7 +61,8 @@ def _write(kind: str, path: Path) -> Path:
     elif kind == "estimator":
         x = np.random.default_rng(0).normal(size=(8, 5, 3))
         y = np.array(["a", "b"] * 4)
-        _estimator_class()(model="lstm", hidden_size=4, min_steps=2, random_state=0, device="cpu").fit(x, y).save(path)
+        estimator = _estimator_class()(layout="ntc", model="lstm", hidden_size=4, min_steps=2, random_state=0)
+        estimator.set_params(device="cpu").fit(x, y).save(path)
     elif kind == "estimator_0_1":
         path.write_bytes((FIXTURES / "estimator_lstm.pt").read_bytes())
     elif kind == "safetensors":

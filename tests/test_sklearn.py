@@ -343,3 +343,14 @@ def test_fuzzed_estimator_metadata_raises_only_checkpoint_error(tmp_path: Path) 
             outcomes["loaded"] += 1
             assert loaded.predict_proba(x[:2]).shape == (2, len(loaded.classes_))
     assert outcomes["refused"] > 50 and outcomes["loaded"] > 5, outcomes
+
+
+def test_the_fits_history_is_saved_with_the_estimator(tmp_path: Path) -> None:
+    from seqclf import History
+
+    x, y = toy(n=12)
+    clf = small(min_steps=2).fit(x, y)
+    clf.history_ = History([{"epoch": 0, "train_loss": 0.75, "val_loss": None}, {"epoch": 1, "train_loss": 0.5}])
+    clf.best_epoch_ = 1
+    loaded = SequenceClassifierEstimator.load(clf.save(tmp_path / "clf.safetensors"))
+    assert loaded.history_ == clf.history_ and isinstance(loaded.history_, History) and loaded.best_epoch_ == 1

@@ -30,6 +30,7 @@ from ._checks import positive_int
 from ._files import CheckpointError, read_file
 from ._formats import ESTIMATOR_FORMAT, container_of
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from .history import History
 from .lstm_fcn import LSTMFCN
 from .model import SequenceClassifier
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -249,11 +250,11 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         """Write the fitted estimator to ``path`` as one safetensors file: weights and plain metadata, no code.
 
         The file holds the model's weights as tensors and, as JSON in its metadata, the
-        hyperparameters, ``classes_``, ``n_features_in_`` and the model's class and config,
-        with a SHA-256 checksum; as a model file does (see ``docs/saving.md``). It is
-        written to a temporary file and then moved into place, so a failed save leaves any
-        file already at ``path`` as it was; an existing file is replaced only with
-        ``overwrite=True``.
+        hyperparameters, ``classes_``, ``n_features_in_``, the fit's history (when the
+        estimator keeps one) and the model's class and config, with a SHA-256 checksum, as
+        a model file does (see ``docs/saving.md``). It is written to a temporary file and
+        then moved into place, so a failed save leaves any file already at ``path`` as it
+        was; an existing file is replaced only with ``overwrite=True``.
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -278,6 +279,10 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             "classes_dtype": self.classes_.dtype.str,
             "n_features_in": str(self.n_features_in_),
         }
+        history = getattr(self, "history_", None)  # the fit's record, when the estimator keeps one
+        if isinstance(history, History):
+            metadata["history"] = history.to_json()
+            metadata["best_epoch"] = json.dumps(getattr(self, "best_epoch_", None))
         config = getattr(self.model_, "config", None)
         if isinstance(self.model_, SerializableModel) and callable(getattr(config, "to_dict", None)):
             # the model rebuilds from its own config, whatever the hyperparameters' defaults become
@@ -340,6 +345,12 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             estimator.n_features_in_ = int(metadata["n_features_in"])
             if estimator.classes_.ndim != 1:
                 raise ValueError(f"classes must be a list of labels; got shape {estimator.classes_.shape}")
+            if "history" in metadata:
+                estimator.history_ = History.from_json(metadata["history"])
+                best_epoch = json.loads(metadata.get("best_epoch", "null"))
+                if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)):
+                    raise TypeError(f"best_epoch must be an int or null; got {type(best_epoch).__name__}")
+                estimator.best_epoch_ = best_epoch
         except (KeyError, TypeError, ValueError, RecursionError) as error:
             raise CheckpointError(
                 f"{where} must hold the hyperparameters and classes of a fitted {cls.__name__} that fit this "
