@@ -46,7 +46,6 @@ FORMAT_VERSION = "2"
 _READS = ("1", "2")
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors package's own limit
 _MAX_DIMENSION = 2**63 - 1  # a torch size is an int64
-_SLACK_ELEMENTS = 2**20  # a model may hold a few weights its file lacks (a newer buffer); never a file's worth more
 
 _DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -311,10 +310,10 @@ def _model_class(name: object, where: str) -> type[nn.Module]:
 def _model_from_config(cls: type[nn.Module], config: object, tensors: Mapping[str, Tensor], where: str) -> nn.Module:
     """``cls`` built from its ``config`` (a JSON string) and given ``tensors`` as its weights, in eval mode.
 
-    The model is first built on the meta device (no memory): a config that describes
-    weights of other shapes, or far more weights than the file holds, is refused before
-    anything is allocated. A stored tensor must be of the same kind (floating point,
-    integer or bool) as the model's: an integer or bool tensor is never cast into a float.
+    The model is first built on the meta device (no memory) and the tensors loaded into it:
+    a config that describes weights of other names or shapes (say, a far larger model than
+    the file holds) is refused before anything is allocated. A stored tensor must be of the
+    same kind (floating point, integer or bool) as the model's: none is cast into another.
     """
     config_class = getattr(cls, "config_class", None)
     from_config = getattr(cls, "from_config", None)
@@ -337,41 +336,30 @@ def _model_from_config(cls: type[nn.Module], config: object, tensors: Mapping[st
 
 
 def _check_fit(skeleton: nn.Module, tensors: Mapping[str, Tensor], where: str, name: str) -> None:
-    """Refuse ``tensors`` that cannot be ``skeleton``'s weights: other shapes, kinds, or far fewer elements.
+    """Refuse ``tensors`` that cannot be the weights of ``skeleton`` (a model on the meta device).
 
-    Names are left to ``load_state_dict`` (a model may map the names of older files).
-    """
-    expected = skeleton.state_dict()
-    wrong = sorted(
-        f"{key}: {tuple(value.shape)} vs {tuple(expected[key].shape)}"
-        for key, value in tensors.items()
-        if key in expected and value.shape != expected[key].shape
-    )
-    if wrong:
-        raise SerializationError(
-            f"{where}: its weights do not fit its {name} config; shapes differ (file vs config): {wrong[:5]}"
-        )
-    needed, held = sum(t.numel() for t in expected.values()), sum(t.numel() for t in tensors.values())
-    if needed > held + _SLACK_ELEMENTS:
-        raise SerializationError(
-            f"{where}: its {name} config describes {needed} weights, but the file holds only {held}"
-        )
-    _check_tensor_kinds(skeleton, tensors, where)
-
-
-def _check_tensor_kinds(model: nn.Module, tensors: Mapping[str, object], where: str) -> None:
-    """Refuse stored tensors whose kind (float, integer, bool) differs from the model's tensor of that name.
-
-    ``load_state_dict`` would cast them silently: an int64 counter or a bool flag would become weights.
+    They are loaded into it as ``load_state_dict`` would load them into the model (the
+    model's own hooks may rename the weights of older files), which checks every name and
+    shape without allocating memory; then each tensor's kind (floating point, integer or
+    bool) must be the model's: ``load_state_dict`` would cast an int64 counter or a bool
+    flag into a weight silently.
 
     Raises:
-        SerializationError: naming each tensor, its stored dtype and the model's.
+        SerializationError: naming the weights that do not fit, or each tensor of another kind.
     """
-    expected = model.state_dict()
+    expected = {key: value.dtype for key, value in skeleton.state_dict().items()}
+    for parameter in skeleton.parameters():
+        parameter.requires_grad_(False)  # so that an integer tensor can stand in for a weight, and be named below
+    try:
+        skeleton.load_state_dict({key: value.to("meta") for key, value in tensors.items()}, assign=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())  # torch lists every name: keep the start of it
+        detail = detail if len(detail) <= 600 else detail[:600] + " ..."
+        raise SerializationError(f"{where}: its weights do not fit its {name} config: {detail}") from None
     wrong = [
-        f"{name} is {value.dtype}, the model's is {expected[name].dtype}"
-        for name, value in tensors.items()
-        if isinstance(value, Tensor) and name in expected and _kind(value.dtype) != _kind(expected[name].dtype)
+        f"{key} is {value.dtype}, the model's is {expected[key]}"
+        for key, value in skeleton.state_dict().items()
+        if key in expected and _kind(value.dtype) != _kind(expected[key])
     ]
     if wrong:
         raise SerializationError(
