@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ._formats import CHECKPOINT_FORMAT, OLD_ESTIMATOR_KIND, container_of, describe
+from ._formats import CHECKPOINT_FORMAT, OLD_ESTIMATOR_KIND, container_of, describe, torch_reason
 from ._version import __version__
 
 __all__ = [
@@ -258,21 +258,8 @@ def _wrong_kind(path: Path, kind: str) -> CheckpointError:
 def _unreadable(path: Path, error: BaseException) -> CheckpointError:
     return CheckpointError(
         f"checkpoint {str(path)!r} must be a complete file written by seqclf; got a truncated, corrupted "
-        f"or foreign file ({type(error).__name__}: {_torch_reason(error)})"
+        f"or foreign file ({type(error).__name__}: {torch_reason(error)})"
     )
-
-
-def _torch_reason(error: BaseException) -> str:
-    """The reason in a ``torch.load`` error, without torch's advice to load with ``weights_only=False``.
-
-    That advice would run code from the file; a seqclf file never needs it.
-    """
-    text = str(error)
-    found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation|$)", text, re.DOTALL)
-    if found is not None:
-        text = found.group(1)
-    lines = [line.strip() for line in text.strip().splitlines() if "weights_only" not in line]
-    return lines[0][:200] if lines and lines[0] else "end of file reached early"
 
 
 def _check_header(data: object, path: Path) -> None:

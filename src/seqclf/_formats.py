@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["Container", "container_of", "describe"]
+__all__ = ["Container", "container_of", "describe", "torch_reason"]
 
 Container = Literal["safetensors", "torch", "onnx", "unknown"]
 
@@ -96,8 +98,12 @@ def _describe_torch(path: Path) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: runs nothing
-    except Exception:
-        return "a PyTorch file holding objects other than tensors and plain data, which no seqclf loader reads"
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error):
+            return "a PyTorch file that would run code when loaded, which no seqclf loader reads"
+        return f"a PyTorch file that cannot be read (truncated or damaged: {torch_reason(error)})"
+    except Exception as error:
+        return f"a PyTorch file that cannot be read (truncated or damaged: {torch_reason(error)})"
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         if data.get("kind") == OLD_ESTIMATOR_KIND:
             return (
@@ -114,3 +120,16 @@ def _describe_torch(path: Path) -> str:
         "a PyTorch file that is not a seqclf file: if it holds a state_dict, load it with "
         "model.load_state_dict(torch.load(path, weights_only=True))"
     )
+
+
+def torch_reason(error: BaseException) -> str:
+    """The reason in a ``torch.load`` error, without torch's advice to load with ``weights_only=False``.
+
+    That advice would run code from the file; a seqclf file never needs it.
+    """
+    text = str(error)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation|$)", text, re.DOTALL)
+    if found is not None:
+        text = found.group(1)
+    lines = [line.strip() for line in text.strip().splitlines() if "weights_only" not in line]
+    return lines[0][:200] if lines and lines[0] else "end of file reached early"
