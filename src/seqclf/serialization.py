@@ -325,14 +325,22 @@ def _model_from_config(cls: type[nn.Module], config: object, tensors: Mapping[st
         with torch.device("meta"):
             skeleton: nn.Module = from_config(built)
     except (TypeError, ValueError, KeyError, RuntimeError, RecursionError) as error:
-        raise SerializationError(f"{where} holds an invalid {cls.__name__} config: {_short(str(error))}") from None
+        raise SerializationError(f"{where} holds an invalid {cls.__name__} config: {_clip(str(error))}") from None
     _check_fit(skeleton, tensors, where, cls.__name__)
     model: nn.Module = from_config(built)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:
-        raise SerializationError(f"{where}: its weights do not fit its {cls.__name__} config: {error}") from None
+        raise SerializationError(
+            f"{where}: its weights do not fit its {cls.__name__} config: {_clip(str(error))}"
+        ) from None
     return model.eval()
+
+
+def _clip(text: str, size: int = 600) -> str:
+    """``text`` on one line and at most ``size`` characters (torch's messages list every weight)."""
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[:size] + " ..."
 
 
 def _check_fit(skeleton: nn.Module, tensors: Mapping[str, Tensor], where: str, name: str) -> None:
@@ -353,9 +361,7 @@ def _check_fit(skeleton: nn.Module, tensors: Mapping[str, Tensor], where: str, n
     try:
         skeleton.load_state_dict({key: value.to("meta") for key, value in tensors.items()}, assign=True)
     except RuntimeError as error:
-        detail = " ".join(str(error).split())  # torch lists every name: keep the start of it
-        detail = detail if len(detail) <= 600 else detail[:600] + " ..."
-        raise SerializationError(f"{where}: its weights do not fit its {name} config: {detail}") from None
+        raise SerializationError(f"{where}: its weights do not fit its {name} config: {_clip(str(error))}") from None
     wrong = [
         f"{key} is {value.dtype}, the model's is {expected[key]}"
         for key, value in skeleton.state_dict().items()
