@@ -99,7 +99,7 @@ def _describe_torch(path: Path) -> str:
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: runs nothing
     except pickle.UnpicklingError as error:
-        if "GLOBAL" in str(error):
+        if re.search(r"GLOBAL|Unsupported class", str(error)):  # recent torch, torch 2.2
             return "a PyTorch file that would run code when loaded, which no seqclf loader reads"
         return f"a PyTorch file that cannot be read (truncated or damaged: {torch_reason(error)})"
     except Exception as error:
