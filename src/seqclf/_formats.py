@@ -1,7 +1,7 @@
 """Which kind of file a path holds, and which seqclf call reads it: for the message of a loader handed the wrong file.
 
 seqclf writes four kinds of file: training checkpoints (``save_checkpoint``, a torch
-file), model files (``Model.save``, safetensors), estimator files
+file), model files (``model.save``, safetensors), estimator files
 (``SequenceClassifierEstimator.save``, safetensors; formerly a torch file) and
 ONNX files (``to_onnx``). Each loader that finds another kind names the kind and the call
 that reads it. Identifying a file never runs code from it, and never fails: a file it
@@ -27,11 +27,11 @@ __all__ = ["Container", "container_of", "describe", "torch_reason"]
 Container = Literal["safetensors", "torch", "onnx", "unknown"]
 
 MODEL_FORMAT = "seqclf-model"
-"""The ``format`` metadata of a model file (``Model.save``)."""
+"""The ``format`` metadata of a model file (``model.save``)."""
 ESTIMATOR_FORMAT = "seqclf-estimator"
 """The ``format`` metadata of an estimator file (``SequenceClassifierEstimator.save``)."""
 CHECKPOINT_FORMAT = "seqclf.checkpoint"
-"""The ``format`` field of a checkpoint (and of a 0.1 estimator file, which adds ``kind``)."""
+"""The ``format`` field of a checkpoint (and of an estimator file in the older torch format, which adds ``kind``)."""
 OLD_ESTIMATOR_KIND = "seqclf.sklearn"
 """The ``kind`` field of an estimator file in the older torch format."""
 ESTIMATOR_LOADER = "seqclf.sklearn.SequenceClassifierEstimator.load(path)"
@@ -83,7 +83,7 @@ def _describe_safetensors(path: Path) -> str:
     if not isinstance(metadata, dict):
         metadata = {}
     if metadata.get("format") == MODEL_FORMAT:
-        name = str(metadata.get("model_class"))
+        name = str(metadata.get("model_class"))[:60]  # the file's own text: kept short
         return f"a seqclf model file of a {name} (written by {name}.save): load it with {name}.load(path)"
     if metadata.get("format") == ESTIMATOR_FORMAT:
         return f"a seqclf estimator file (written by SequenceClassifierEstimator.save): load it with {ESTIMATOR_LOADER}"
@@ -111,7 +111,7 @@ def _describe_torch(path: Path) -> str:
                 f"load it with {ESTIMATOR_LOADER}"
             )
         model = data.get("model")
-        name = str(model.get("class")) if isinstance(model, dict) else "model"
+        name = str(model.get("class"))[:60] if isinstance(model, dict) else "model"
         return (
             f"a seqclf training checkpoint of a {name}: rebuild the model with {name}.from_checkpoint(path), "
             "or continue the run with Trainer.fit(..., resume_from=path)"
