@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -75,3 +77,19 @@ def make_sequences(n: int = 64, time: int = 6, features: int = 3, classes: int =
     y = torch.randint(0, classes, (n,))
     x[torch.arange(n), :, y] += 1.5
     return x, y
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+"""Files written by an earlier seqclf (see fixtures/make_fixtures.py), kept to prove they still load."""
+
+
+def fixture_expected() -> dict[str, Any]:
+    """What the fixture files' models gave on the fixed input when they were written (fixtures/expected.json)."""
+    expected: dict[str, Any] = json.loads((FIXTURES / "expected.json").read_text())
+    return expected
+
+
+def fixture_input() -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed input of fixtures/expected.json: x (5, 7, 3) with junk in the padding, lengths (5,)."""
+    recorded = fixture_expected()["input"]
+    return torch.tensor(recorded["x"]), torch.tensor(recorded["lengths"])

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import seqclf
-from seqclf import Checkpoint, CheckpointError, SequenceClassifier, Trainer, latest_checkpoint
+from seqclf import LSTMFCN, Checkpoint, CheckpointError, SequenceClassifier, Trainer, latest_checkpoint
 from seqclf._model_record import rebuild_model
 from seqclf.callbacks import Callback, EarlyStopping, StepOutput
 from seqclf.checkpoint import (
@@ -28,7 +28,7 @@ from seqclf.checkpoint import (
     save_checkpoint,
 )
 
-from .conftest import make_sequences
+from .conftest import FIXTURES, fixture_expected, fixture_input, make_sequences
 
 Data = tuple[torch.Tensor, torch.Tensor]
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models; and a forked child must not enter OpenMP
@@ -273,7 +273,7 @@ def test_truncated_or_corrupted_files_are_refused(tmp_path: Path, how: str, mess
 def test_files_that_are_not_seqclf_checkpoints_are_refused(tmp_path: Path) -> None:
     state_dict = tmp_path / "weights.pt"
     torch.save(SequenceClassifier(3, 8, 2).state_dict(), state_dict)
-    with pytest.raises(CheckpointError, match=r"must be a seqclf checkpoint \(a dict with format='seqclf.checkpoint'\); got a dict with keys \[.*'head.bias'"):
+    with pytest.raises(CheckpointError, match=r"must be a seqclf checkpoint \(a dict with format='seqclf.checkpoint'\); got a PyTorch file that is not a seqclf file \(a dict with keys \[.*'head.bias'"):
         load_checkpoint(state_dict)
     newer = Trainer(SequenceClassifier(3, 8, 2), device="cpu").state_dict()
     save_checkpoint(newer, tmp_path / "newer.pt")
@@ -644,3 +644,30 @@ def test_a_file_that_appears_during_a_save_is_never_replaced(tmp_path: Path, mon
         save_checkpoint({"weights": torch.zeros(2)}, path)
     assert path.read_bytes() == b"another writer's file"
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def _fixture_models() -> list[tuple[str, torch.nn.Module]]:
+    """Fresh models of the settings the fixture checkpoints were written with (tests/fixtures/make_fixtures.py)."""
+    return [
+        ("sequence_classifier_checkpoint.pt", SequenceClassifier(3, 4, 3, normalize=True)),
+        ("lstm_fcn_checkpoint.pt", LSTMFCN(3, 3, hidden_size=4, filters=(4, 4, 4), kernel_sizes=(3, 3, 3), normalize=True)),
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["sequence_classifier", "lstm_fcn"])
+def test_checkpoints_written_by_seqclf_0_1_0_still_load_and_predict_the_same(index: int) -> None:
+    name, fresh = _fixture_models()[index]
+    expected = torch.tensor(fixture_expected()[name])  # (5, 3): the logits when the file was written
+    x, lengths = fixture_input()  # (5, 7, 3), (5,)
+    model = type(fresh).from_checkpoint(FIXTURES / name)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, lengths), expected, rtol=0, atol=1e-6)
+    # the whole run state loads into a trainer of the same settings, which then continues it
+    trainer = Trainer(fresh, epochs=3, batch_size=8, seed=0, device="cpu", progress=False)
+    trainer.load_state_dict(load_checkpoint(FIXTURES / name))
+    assert trainer.state.epoch == 2 and len(trainer.history) == 2
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.model(x, lengths), expected, rtol=0, atol=1e-6)
+    trainer.fit(make_sequences(24, time=7, features=3, classes=3))
+    assert trainer.state.epoch == 3

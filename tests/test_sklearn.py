@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -24,7 +25,10 @@ from seqclf import LSTMFCN, History, LSTMFCNConfig, SequenceClassifier, Trainer 
 from seqclf._files import write_file  # noqa: E402
 from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError, save_checkpoint  # noqa: E402
 from seqclf.recipes import SMALL_DATA  # noqa: E402
+from seqclf.serialization import _checksum, load_safetensors, save_safetensors  # noqa: E402
 from seqclf.sklearn import SequenceClassifierEstimator  # noqa: E402
+
+from .conftest import FIXTURES, fixture_expected, fixture_input  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -190,8 +194,9 @@ def test_save_and_load_keep_classes_and_predictions(tmp_path: Path) -> None:
     assert loaded.classes_.tolist() == ["down", "up"] and loaded.classes_.dtype == clf.classes_.dtype
     np.testing.assert_array_equal(loaded.predict_proba(x), clf.predict_proba(x))
     np.testing.assert_array_equal(loaded.predict(x), clf.predict(x))
-    raw = torch.load(path, weights_only=True)  # plain data and tensors only
-    assert raw["classes"] == ["down", "up"] and "normalize.mean" in raw["state_dict"]
+    tensors, metadata = load_safetensors(path)  # one safetensors file: tensors, and plain JSON in the metadata
+    assert json.loads(metadata["classes"]) == ["down", "up"] and "normalize.mean" in tensors
+    assert json.loads(metadata["params"]) == clf.get_params() and metadata["model_class"] == "SequenceClassifier"
 
     with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
         clf.save(path)
@@ -216,21 +221,29 @@ def test_load_refuses_files_that_would_run_code_or_are_not_estimators(tmp_path: 
         SequenceClassifierEstimator.load(other)
     trainer_file = tmp_path / "trainer.pt"
     save_checkpoint(Trainer(SequenceClassifier(2, 4, 2), device="cpu", progress=False).state_dict(), trainer_file)
-    with pytest.raises(CheckpointError, match=r"must be a file written by SequenceClassifierEstimator\.save"):
+    with pytest.raises(CheckpointError, match=r"must be a seqclf estimator file; got a seqclf training checkpoint"):
         SequenceClassifierEstimator.load(trainer_file)
     with pytest.raises(FileNotFoundError):
         SequenceClassifierEstimator.load(tmp_path / "missing.pt")
     x, y = toy()
     saved = small().fit(x, y).save(tmp_path / "clf.pt")
-    data = torch.load(saved, weights_only=True)
-    data["params"]["hidden_size"] = 9  # weights of another size
-    torch.save(data, saved)  # the stored checksum no longer matches
+    tensors, metadata = load_safetensors(saved)
+    metadata["classes"] = json.dumps(["down", "sideways"])  # changed without its checksum
+    save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
     with pytest.raises(CheckpointError, match=r"is corrupted"):
         SequenceClassifierEstimator.load(saved)
-    data.pop("sha256")
-    write_file(data, saved, overwrite=True)  # a consistent file whose weights do not fit its hyperparameters
-    with pytest.raises(CheckpointError, match=r"(?s)must hold the hyperparameters, classes and weights .*size mismatch"):
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), "hidden_size": 9})  # weights of another size
+    metadata["sha256"] = _checksum(tensors, metadata)  # a consistent file whose weights do not fit its config
+    save_safetensors(tensors, saved, metadata=metadata, overwrite=True)
+    with pytest.raises(CheckpointError, match=r"weights do not fit its SequenceClassifier config: .*size mismatch"):
         SequenceClassifierEstimator.load(saved)
+    # an estimator file of the older torch format is checked as strictly
+    old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
+    old["params"]["hidden_size"] = 9
+    old.pop("sha256")
+    write_file(old, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"weights do not fit its SequenceClassifier config: .*size mismatch"):
+        SequenceClassifierEstimator.load(tmp_path / "old.pt")
 
 
 def test_pickle_round_trip_for_joblib_users() -> None:
@@ -428,3 +441,86 @@ def test_without_scikit_learn_the_import_error_says_how_to_install_it() -> None:
         'seqclf.sklearn needs scikit-learn, which is not installed: pip install scikit-learn '
         '(or, in a clone of seqclf, pip install -e ".[sklearn]")'
     )
+
+
+@pytest.mark.parametrize("name", ["estimator_lstm.pt", "estimator_lstm_fcn.pt"])
+def test_estimator_files_written_by_seqclf_0_1_0_still_load_and_predict_the_same(name: str) -> None:
+    expected = fixture_expected()[name]
+    clf = SequenceClassifierEstimator.load(FIXTURES / name)
+    assert clf.classes_.tolist() == expected["classes"] == ["cat", "dog", "emu"]
+    x, lengths = fixture_input()  # (5, 7, 3), (5,)
+    queries = [s[:n].numpy().astype(np.float64) for s, n in zip(x, lengths.tolist(), strict=True)]  # (T_i, 3) each
+    np.testing.assert_allclose(clf.predict_proba(queries), expected["predict_proba"], rtol=0, atol=1e-6)
+    assert clf.predict(queries).tolist() == expected["predict"]
+
+
+@pytest.mark.parametrize("written_by", ["this seqclf", "seqclf 0.1"])
+def test_a_file_saved_for_a_device_this_machine_lacks_loads_on_one_it_has(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, written_by: str
+) -> None:
+    path = tmp_path / "clf.pt"
+    if written_by == "this seqclf":
+        x, y = toy()
+        clf = small().fit(x, y)
+        expected = clf.predict_proba(x)
+        clf.set_params(device="cuda:99")  # as if fitted on a GPU: no machine has this one
+        clf.save(path)
+    else:  # the 0.1 fixture, its metadata saying cuda:99
+        old = torch.load(FIXTURES / "estimator_lstm.pt", weights_only=True)
+        old["params"]["device"] = "cuda:99"
+        old.pop("sha256")
+        write_file(old, path)
+        x = [s[:n].numpy() for s, n in zip(*fixture_input(), strict=True)]  # (T_i, 3) each
+        expected = np.asarray(fixture_expected()["estimator_lstm.pt"]["predict_proba"])
+    with caplog.at_level("WARNING", logger="seqclf.sklearn"):
+        loaded = SequenceClassifierEstimator.load(path)
+    assert "was saved with device='cuda:99', which this machine lacks" in caplog.text
+    assert loaded.device == "cpu" and {p.device.type for p in loaded.model_.parameters()} == {"cpu"}
+    np.testing.assert_allclose(loaded.predict_proba(x), expected, rtol=0, atol=1e-6)
+    chosen = SequenceClassifierEstimator.load(path, device="cpu")
+    assert chosen.device == "cpu" and chosen.get_params()["device"] == "cpu"
+    with pytest.raises(ValueError, match=r"device must be one this machine has; got 'cuda:99'"):
+        SequenceClassifierEstimator.load(path, device="cuda:99")
+
+
+def test_fuzzed_estimator_metadata_raises_only_checkpoint_error(tmp_path: Path) -> None:
+    """Seeded random JSON in each metadata entry of a consistent (re-signed) estimator file: refused or usable."""
+    import random
+
+    x, y = toy(n=12)
+    good = small(min_steps=2).fit(x, y).save(tmp_path / "good.pt")
+    tensors, metadata = load_safetensors(good)
+    rng = random.Random(0)
+    values: list[object] = [0, -1, 2**70, 1.5, "x", "<U2", "|O", None, True, [], {}, ["up"], ["a", "b", "c"],
+                            {"hidden_size": 2**30}, {"model": "lstm", "bogus": 1}, {"num_classes": 3}]
+    outcomes: dict[str, int] = {"refused": 0, "loaded": 0}
+    for i in range(300):
+        changed = dict(metadata)
+        key = rng.choice(sorted(k for k in metadata if k != "sha256"))
+        value = rng.choice(values)
+        if key in ("params", "config") and isinstance(value, dict) and rng.random() < 0.7:
+            value = {**json.loads(metadata[key]), **value}  # a plausible object with one entry changed
+        changed[key] = json.dumps(value) if rng.random() < 0.8 else str(value)
+        changed["sha256"] = _checksum(tensors, changed)
+        path = tmp_path / f"fuzzed-{i}.pt"
+        save_safetensors(tensors, path, metadata=changed)
+        try:
+            loaded = SequenceClassifierEstimator.load(path)
+        except CheckpointError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["loaded"] += 1
+            queries = x[:2] if loaded.layout == "ntc" else x[:2].transpose(0, 2, 1)  # as the loaded params say
+            assert loaded.predict_proba(queries).shape == (2, len(loaded.classes_))
+    assert outcomes["refused"] > 50 and outcomes["loaded"] > 5, outcomes
+
+
+def test_the_fits_history_is_saved_with_the_estimator(tmp_path: Path) -> None:
+    from seqclf import History
+
+    x, y = toy(n=12)
+    clf = small(min_steps=2).fit(x, y)
+    clf.history_ = History([{"epoch": 0, "train_loss": 0.75, "val_loss": None}, {"epoch": 1, "train_loss": 0.5}])
+    clf.best_epoch_ = 1
+    loaded = SequenceClassifierEstimator.load(clf.save(tmp_path / "clf.safetensors"))
+    assert loaded.history_ == clf.history_ and isinstance(loaded.history_, History) and loaded.best_epoch_ == 1

@@ -21,7 +21,6 @@ import inspect
 import json
 import logging
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._files import move_into_place
+from ._files import write_atomically
 
 __all__ = ["ONNX_OPSET", "to_onnx"]
 
@@ -95,6 +94,7 @@ def to_onnx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the write failed (e.g. a full disk); ``path`` is then left as it was.
         ImportError: the ``onnx`` package is missing (``pip install onnx onnxruntime``).
     """
     if not isinstance(model, nn.Module):
@@ -102,48 +102,20 @@ def to_onnx(
     input_size = getattr(getattr(model, "config", None), "input_size", None)
     if not isinstance(input_size, int):
         raise TypeError(f"model must have a config with an int input_size (a seqclf model); got {type(model).__name__}")
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError as error:
-        raise ImportError(
-            'to_onnx needs the onnx package, which is not installed: pip install onnx onnxruntime '
-            '(or, in a clone of seqclf, pip install -e ".[onnx]")'
-        ) from error
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(
-            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
-        )
+    _import_onnx()  # the exporter needs it
     exported = copy.deepcopy(model).to("cpu").eval()
     # a full-length example: the graph must not depend on it (it cannot: nothing branches on lengths)
     vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
     # a model that embeds token ids takes x as (batch, time) int64 ids
     x = torch.zeros(2, 3, dtype=torch.int64) if vocab_size is not None else torch.zeros(2, 3, input_size)
     lengths = torch.full((2,), 3, dtype=torch.int64)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
-            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")  # h0 is built from x's batch
-            # a slice with a step other than 1 is left unfolded: a missed optimisation, the graph is exact
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded")
-            torch.onnx.export(
-                exported,
-                (x, lengths),
-                str(temporary),
-                input_names=["x", "lengths"],
-                output_names=["logits"],
-                dynamic_axes={"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset_version,
-                **_TORCHSCRIPT_EXPORTER,
-            )
-        move_into_place(temporary, path, overwrite=overwrite)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    logger.info("exported %s to %s (opset %d)", type(model).__name__, path, opset_version)
-    return path
+
+    def export(temporary: Path) -> None:
+        _export_graph(exported, (x, lengths), temporary, time_axis=1, output="logits", opset=opset_version)
+
+    written = write_atomically(path, export, overwrite=overwrite, what="ONNX file")
+    logger.info("exported %s to %s (opset %d)", type(model).__name__, written, opset_version)
+    return written
 
 
 def _estimator_to_onnx(estimator: Any, path: Path, *, overwrite: bool, opset_version: int) -> Path:
@@ -161,55 +133,59 @@ def _estimator_to_onnx(estimator: Any, path: Path, *, overwrite: bool, opset_ver
     if not all(isinstance(label, (str, int, float, bool)) for label in classes):
         kinds = sorted({type(label).__name__ for label in classes})
         raise TypeError(f"the estimator's classes_ must be str, int, float or bool labels to be exported; got {kinds}")
-    try:
-        import onnx
-    except ImportError as error:
-        raise ImportError('to_onnx needs the onnx package: pip install "seqclf[onnx]"') from error
-    if not overwrite and path.exists():
-        raise FileExistsError(
-            f"path {str(path)!r} already exists; refusing to overwrite it (pass overwrite=True to replace it)"
-        )
+    onnx = _import_onnx()
     channels_first = estimator.layout != "ntc"
     graph = _EstimatorGraph(copy.deepcopy(estimator.model_).to("cpu").eval(), channels_first)
     n_features = int(estimator.n_features_in_)
     # a full-length example: the graph must not depend on it (nothing branches on lengths)
     x = torch.zeros((2, n_features, 3) if channels_first else (2, 3, n_features), dtype=torch.float64)
     lengths = torch.full((2,), 3, dtype=torch.int64)
-    time_axis = 2 if channels_first else 1
     metadata = {"classes": json.dumps(classes), "layout": "nct" if channels_first else "ntc",
                 "n_features_in": str(n_features)}
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        _export_graph(graph, (x, lengths), temporary, time_axis, opset_version)
+
+    def export(temporary: Path) -> None:
+        time_axis = 2 if channels_first else 1
+        _export_graph(graph, (x, lengths), temporary, time_axis=time_axis, output="probabilities", opset=opset_version)
         proto = onnx.load(str(temporary))
         onnx.helper.set_model_props(proto, metadata)
         onnx.save(proto, str(temporary))
-        move_into_place(temporary, path, overwrite=overwrite)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+
+    written = write_atomically(path, export, overwrite=overwrite, what="ONNX file")
     logger.info("exported %s (%d classes, layout %s) to %s (opset %d)", type(estimator).__name__, len(classes),
-                metadata["layout"], path, opset_version)
-    return path
+                metadata["layout"], written, opset_version)
+    return written
 
 
-def _export_graph(graph: nn.Module, example: tuple[Tensor, Tensor], path: Path, time_axis: int, opset: int) -> None:
-    """``torch.onnx.export`` of an estimator's graph, its notices silenced as in :func:`to_onnx`."""
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(
+            'to_onnx needs the onnx package, which is not installed: pip install onnx onnxruntime '
+            '(or, in a clone of seqclf, pip install -e ".[onnx]")'
+        ) from error
+    return onnx
+
+
+def _export_graph(
+    graph: nn.Module, example: tuple[Tensor, Tensor], path: Path, *, time_axis: int, output: str, opset: int
+) -> None:
+    """``torch.onnx.export`` with inputs ``x``, ``lengths`` and dynamic batch and time, its notices silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
-        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")  # h0 is built from x's batch
+        # a slice with a step other than 1 is left unfolded: a missed optimisation, the graph is exact
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded")
         torch.onnx.export(
             graph,
             example,
             str(path),
             input_names=["x", "lengths"],
-            output_names=["probabilities"],
-            dynamic_axes={"x": {0: "batch", time_axis: "time"}, "lengths": {0: "batch"},
-                          "probabilities": {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={"x": {0: "batch", time_axis: "time"}, "lengths": {0: "batch"}, output: {0: "batch"}},
             opset_version=opset,
-            dynamo=False,
+            **_TORCHSCRIPT_EXPORTER,
         )
 
 

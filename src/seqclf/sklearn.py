@@ -40,7 +40,8 @@ except ImportError as error:  # pragma: no cover - the test environment has scik
     ) from error
 
 from ._checks import positive_int
-from ._files import CheckpointError, read_file, write_file
+from ._files import CheckpointError, read_file
+from ._formats import ESTIMATOR_FORMAT, container_of
 from ._inference import batch_logits, model_source
 from .batching import LengthBucketing
 from .callbacks import Callback, EarlyStopping
@@ -49,7 +50,17 @@ from .history import History, Record
 from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
 from .registry import create_model, model_entry
-from .serialization import SerializationError, load_safetensors, save_safetensors
+from .serialization import (
+    SerializableModel,
+    SerializationError,
+    _check_fit,
+    _load_file,
+    _model_class,
+    _model_from_config,
+    _save_file,
+    load_safetensors,
+    save_safetensors,
+)
 from .trainer import Trainer, resolve_device
 from .vocabulary import UNKNOWN_ID, Vocabulary
 
@@ -60,9 +71,10 @@ logger = logging.getLogger(__name__)
 Layout = Literal["ntc", "nct"]
 Model = Literal["lstm_fcn", "lstm"]
 KIND = "seqclf.sklearn"
-"""The ``kind`` field of a file written by :meth:`SequenceClassifierEstimator.save`."""
+"""The ``kind`` field of an estimator file in the older torch format, which :meth:`load` still reads."""
 KIND_VERSION = 1
-"""The layout version of that file this seqclf writes; it reads this version and older ones."""
+"""The version of that 0.1 file that this seqclf reads (and older ones)."""
+_ESTIMATOR_VERSION = "1"  # of the safetensors estimator file save writes
 _PLAIN = (str, int, float, bool, type(None))
 _TEXT_FORMAT = "seqclf-text-estimator"
 """The ``format`` entry of a file written by :meth:`TextClassifierEstimator.save`."""
@@ -314,13 +326,19 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     # ------------------------------------------------------------ save and load
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the fitted estimator to ``path`` as plain data and tensors (no pickled code).
+        """Write the fitted estimator to ``path`` as one safetensors file: weights and plain metadata, no code.
 
-        The file holds the hyperparameters, ``classes_``, ``n_features_in_`` and the
-        model's weights, with a SHA-256 checksum; :meth:`load` reads it with
-        ``torch.load(weights_only=True)``. It is written to a temporary file and then
-        renamed, so a failed save leaves any file already at ``path`` as it was; an
-        existing file is replaced only with ``overwrite=True``.
+        The file holds the model's weights as tensors and, as JSON in its metadata, the
+        hyperparameters, ``classes_``, ``n_features_in_``, the fit's history (when the
+        estimator keeps one) and the model's class and config, with a SHA-256 checksum, as
+        a model file does (see ``docs/saving.md``). It is written to a temporary file and
+        then moved into place, so a failed save leaves any file already at ``path`` as it
+        was; an existing file is replaced only with ``overwrite=True``.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+            TypeError: a hyperparameter or a class label is not plain data (nothing is written).
+            OSError: the write failed (e.g. a full disk); ``path`` is then left as it was.
         """
         check_is_fitted(self)
         params = self.get_params(deep=False)
@@ -331,51 +349,127 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         if not all(isinstance(c, _PLAIN) for c in classes):
             kinds = sorted({type(c).__name__ for c in classes})
             raise TypeError(f"classes_ must be str, int, float or bool labels to be saved; got {kinds}")
-        content = {
-            "kind": KIND,
-            "kind_version": KIND_VERSION,
-            "params": params,
-            "classes": classes,
+        metadata = {
+            "format": ESTIMATOR_FORMAT,
+            "format_version": _ESTIMATOR_VERSION,
+            "estimator_class": type(self).__name__,
+            "params": json.dumps(params, sort_keys=True),
+            "classes": json.dumps(classes),
             "classes_dtype": self.classes_.dtype.str,
-            "n_features_in": self.n_features_in_,
-            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "n_features_in": str(self.n_features_in_),
         }
-        return write_file(content, path, overwrite=overwrite)
+        history = getattr(self, "history_", None)  # the fit's record, when the estimator keeps one
+        if isinstance(history, History):
+            metadata["history"] = history.to_json()
+            metadata["best_epoch"] = json.dumps(getattr(self, "best_epoch_", None))
+        config = getattr(self.model_, "config", None)
+        if isinstance(self.model_, SerializableModel) and callable(getattr(config, "to_dict", None)):
+            # the model rebuilds from its own config, whatever the hyperparameters' defaults become
+            metadata["model_class"] = type(self.model_).__name__
+            metadata["config"] = json.dumps(config.to_dict(), sort_keys=True)  # type: ignore[union-attr]
+        _save_file(self.model_.state_dict(), path, metadata, overwrite=overwrite)
+        return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SequenceClassifierEstimator:
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None
+    ) -> SequenceClassifierEstimator:
         """An estimator written by :meth:`save`, ready to predict; nothing in the file can run code.
 
+        Reads the files :meth:`save` writes and those of the older torch format (read with
+        ``torch.load(weights_only=True)``).
+
+        Args:
+            path: the file :meth:`save` wrote.
+            device: where to put the model (``"cpu"``, ``"cuda"``, ``"auto"``...), which
+                becomes the estimator's ``device``. None: the device it was saved with if
+                this machine has it, else the CPU (with a logged warning).
+
         Raises:
+            ValueError: ``device`` names a device this machine does not have.
             UnsafeCheckpointError: the file would run code when unpickled (nothing ran).
-            CheckpointError: the file is truncated, corrupted (checksum), not an estimator
-                file, or its weights do not fit the model its hyperparameters build.
+            CheckpointError: the file is truncated, corrupted (checksum), of another kind
+                (the message names it and the call that reads it), or its weights do not fit
+                the model it describes.
         """
-        data = read_file(path)
-        if data.get("kind") != KIND:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
+        file = Path(path)
+        if file.is_file():
+            with open(file, "rb") as handle:
+                container = container_of(handle.read(16), file.stat().st_size)
+        else:
+            container = "unknown"  # read_file says what is wrong with the path
+        if container == "safetensors":
+            estimator, model = cls._from_safetensors(file)
+        else:
+            estimator, model = cls._from_torch_file(file)
+        target, estimator.device = _device_to_load_on(estimator.device, device, file)
+        estimator.model_ = model.to(target).eval()
+        return estimator
+
+    @classmethod
+    def _from_safetensors(cls, path: Path) -> tuple[SequenceClassifierEstimator, nn.Module]:
+        """The estimator (without ``model_``) and its model from a file :meth:`save` wrote."""
+        where = repr(str(path))
+        tensors, metadata = _load_file(path, ESTIMATOR_FORMAT, (_ESTIMATOR_VERSION,))
+        try:
+            params = json.loads(metadata["params"])
+            classes = json.loads(metadata["classes"])
+            if not isinstance(params, dict) or not isinstance(classes, list):
+                raise TypeError(f"params must be a JSON object and classes a list; got {type(params).__name__} "
+                                f"and {type(classes).__name__}")
+            estimator = cls(**params)
+            estimator.classes_ = np.asarray(classes, dtype=np.dtype(metadata["classes_dtype"]))
+            estimator.n_features_in_ = int(metadata["n_features_in"])
+            if estimator.classes_.ndim != 1:
+                raise ValueError(f"classes must be a list of labels; got shape {estimator.classes_.shape}")
+            if "history" in metadata:
+                estimator.history_ = History.from_json(metadata["history"])
+                best_epoch = json.loads(metadata.get("best_epoch", "null"))
+                if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)):
+                    raise TypeError(f"best_epoch must be an int or null; got {type(best_epoch).__name__}")
+                estimator.best_epoch_ = best_epoch
+        except (KeyError, TypeError, ValueError, RecursionError) as error:
             raise CheckpointError(
-                f"{str(path)!r} must be a file written by {cls.__name__}.save (kind={KIND!r}); "
-                f"got kind={data.get('kind')!r} (a trainer checkpoint loads with Trainer.load_state_dict)"
-            )
+                f"{where} must hold the hyperparameters and classes of a fitted {cls.__name__} that fit this "
+                f"seqclf; got {type(error).__name__}: {str(error)[:300]}"
+            ) from error
+        if "model_class" not in metadata:  # a model without a config: the hyperparameters build it
+            return estimator, _model_from_params(estimator, tensors, where)
+        model = _model_from_config(_model_class(metadata["model_class"], where), metadata.get("config"), tensors, where)
+        config = getattr(model, "config", None)
+        for field, value in (("num_classes", len(estimator.classes_)), ("input_size", estimator.n_features_in_)):
+            if getattr(config, field, value) != value:
+                raise CheckpointError(
+                    f"{where} must hold a model that fits its classes and features; got a model with "
+                    f"{field}={getattr(config, field)!r} for {value}"
+                )
+        return estimator, model
+
+    @classmethod
+    def _from_torch_file(cls, path: Path) -> tuple[SequenceClassifierEstimator, nn.Module]:
+        """The estimator (without ``model_``) and its model from an estimator file in the older torch format."""
+        where = repr(str(path))
+        data = read_file(path, kind="estimator")
         if not isinstance(data.get("kind_version"), int) or data["kind_version"] > KIND_VERSION:
             raise CheckpointError(
-                f"{str(path)!r} has kind_version {data.get('kind_version')!r}; this seqclf reads "
+                f"{where} has kind_version {data.get('kind_version')!r}; this seqclf reads "
                 f"<= {KIND_VERSION}: upgrade seqclf to read it"
             )
         try:
             estimator = cls(**data["params"])
-            classes = np.asarray(data["classes"], dtype=np.dtype(data["classes_dtype"]))
-            model = estimator._build_model(int(data["n_features_in"]), len(classes))
-            model.load_state_dict(data["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            estimator.classes_ = np.asarray(data["classes"], dtype=np.dtype(data["classes_dtype"]))
+            estimator.n_features_in_ = int(data["n_features_in"])
+            weights = data["state_dict"]
+            if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
+                raise TypeError(f"state_dict must be a dict of tensors; got {type(weights).__name__}")
+        except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(
-                f"{str(path)!r} must hold the hyperparameters, classes and weights of a fitted "
+                f"{where} must hold the hyperparameters, classes and weights of a fitted "
                 f"{cls.__name__} that fit this seqclf; got {type(error).__name__}: {error}"
             ) from error
-        estimator.model_ = model.to(resolve_device(estimator.device)).eval()
-        estimator.classes_ = classes
-        estimator.n_features_in_ = int(data["n_features_in"])
-        return estimator
+        return estimator, _model_from_params(estimator, weights, where)
 
     # ---------------------------------------------------------------- helpers
     def _sequences(self, X: Any, name: str, *, fitting: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -535,6 +629,44 @@ def _lines_shown(verbose: int) -> Iterator[None]:
         logger.setLevel(level)
         if handler is not None:
             logger.removeHandler(handler)
+
+
+def _model_from_params(estimator: SequenceClassifierEstimator, weights: dict[str, Tensor], where: str) -> nn.Module:
+    """The model ``estimator``'s hyperparameters build, with ``weights`` loaded (checked first on a meta model)."""
+    name = type(estimator).__name__
+    size = (estimator.n_features_in_, len(estimator.classes_))
+    try:
+        with torch.device("meta"):  # allocates nothing: a file cannot make this build a huge model
+            skeleton = estimator._build_model(*size)
+        _check_fit(skeleton, weights, where, type(skeleton).__name__)
+        model = estimator._build_model(*size)
+        model.load_state_dict(weights)
+    except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"{where} must hold the hyperparameters, classes and weights of a fitted {name} that fit this "
+            f"seqclf; got {type(error).__name__}: {error}"
+        ) from error
+    return model
+
+
+def _device_to_load_on(saved: Any, device: str | torch.device | None, path: Path) -> tuple[torch.device, str]:
+    """Where to load, and the estimator's ``device`` parameter after loading.
+
+    ``device`` if given (it must exist); else the ``saved`` device if this machine has it;
+    else the CPU, with a warning.
+    """
+    if device is not None:
+        return resolve_device(device), str(device)
+    try:
+        return resolve_device(saved), saved
+    except (TypeError, ValueError) as error:
+        logger.warning(
+            "%s was saved with device=%r, which this machine lacks (%s); loading it on the CPU. "
+            "Pass load(path, device=...) to choose.", path, saved, error,
+        )
+        return torch.device("cpu"), "cpu"
 
 
 class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
