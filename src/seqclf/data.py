@@ -501,7 +501,8 @@ def as_source(
         else:
             head = None if data.lengths is None else data.lengths[:2]
             checker.finite(data.transform(data.x[:2]), head, transformed=True)
-        checker.ids(x if data.transform is None else data.transform(data.x), data.lengths)
+        if vocab_size is not None:  # token ids, checked whole (a transform of ids is applied to all of them once)
+            checker.ids(x if data.transform is None else data.transform(data.x), data.lengths)
         return TensorSource(x, data.y, data.lengths, data.transform, device, dtype)
     if isinstance(data, TensorDataset):
         tensors = data.tensors
