@@ -259,6 +259,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[no-untyped-call]
+        if "embedding" not in self._modules and "embedding" not in self.__dict__:  # pickled before token models
+            self.embedding = None
         if "encoder" not in self._modules and "rnn" in self._modules:  # pickled before the encoder existed
             rnn = self._modules["rnn"]
             assert isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN))

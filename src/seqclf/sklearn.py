@@ -825,9 +825,9 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         check_is_fitted(self)
         x, lengths = self.encode(X)
         device = next(p.device for p in self.model_.parameters())
-        trainer = Trainer(self.model_, device=device, progress=False)
-        result: np.ndarray = trainer.predict_proba(x, lengths).double().numpy()
-        return result
+        source = model_source(self.model_, (x, lengths), device, name="X", labelled=False)  # the trainer's path
+        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(self.model_, source, device, 1024)]
+        return torch.cat(proba).double().numpy()  # (N, C)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable label of each text, as in ``classes_`` (e.g. strings)."""
