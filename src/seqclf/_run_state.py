@@ -28,6 +28,8 @@ from .history import History
 if TYPE_CHECKING:
     from .callbacks import Callback
 
+__all__ = ["Run", "TrainState", "check_loader_resumable", "global_state", "load_run", "save_run", "start_run"]
+
 logger = logging.getLogger(__name__)
 
 

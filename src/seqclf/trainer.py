@@ -2,9 +2,8 @@
 
 A batch's path, top to bottom: :meth:`Trainer.fit` runs epochs; :meth:`Trainer.run_epoch`
 draws the epoch's batches (:meth:`Trainer.epoch_batches`, planned by :mod:`seqclf.batching`)
-and calls :meth:`Trainer.train_step` on each: forward, loss, backward, optimizer step.
-Saving and restoring a run lives in ``_run_state``; the data-parallel setup in
-:mod:`seqclf.distributed`.
+and calls :meth:`Trainer.train_step` on each: forward, loss, backward, optimizer step. Saving
+and restoring a run lives in ``_run_state``; the data-parallel setup in :mod:`seqclf.distributed`.
 """
 
 from __future__ import annotations
