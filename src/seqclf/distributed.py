@@ -5,8 +5,8 @@ The :class:`~seqclf.Trainer` calls these itself; a user only launches the same s
 single-process answer) when no process group is initialized, so the trainer's code reads the
 same for one process and for many.
 
-Collectives (``_all_reduce_sum``, ``_any_rank``, ``_all_gather_object``, ``_broadcast_int``, ``barrier``) must be called by
-every rank at the same point of the program; a rank that skips one makes the others wait until
+Collectives (``barrier`` and the private ``_all_reduce_sum``, ``_any_rank``, ``_all_gather_object``,
+``_broadcast_int``) must be called by every rank at the same point of the program; a rank that skips one makes the others wait until
 the process group's timeout (torch's default, 10 minutes) raises an error.
 """
 
