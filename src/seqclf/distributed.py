@@ -6,8 +6,8 @@ single-process answer) when no process group is initialized, so the trainer's co
 same for one process and for many.
 
 Collectives (``barrier`` and the private ``_all_reduce_sum``, ``_any_rank``, ``_all_gather_object``,
-``_broadcast_int``) must be called by every rank at the same point of the program; a rank that skips one makes the others wait until
-the process group's timeout (torch's default, 10 minutes) raises an error.
+``_broadcast_int``) must be called by every rank at the same point of the program; a rank that
+skips one makes the others wait until the process group's timeout (torch's default, 10 minutes) raises an error.
 """
 
 from __future__ import annotations
