@@ -57,7 +57,7 @@ def main() -> None:
     distributed.barrier()
     started = time.perf_counter()
     for _ in range(calls):
-        distributed.any_rank(False)
+        distributed._any_rank(False)
     flag_us = (time.perf_counter() - started) / calls * 1e6
     if trainer.is_main_process:
         seconds = [float(value) for value in history.series("duration_s")]  # type: ignore[arg-type]

@@ -241,8 +241,9 @@ def check_pickle(device: torch.device, sizes: Sizes, args: argparse.Namespace) -
 
     x, y = _task(48, sizes.time_steps)
     labels = np.where(y.numpy() == 1, "up", "down")
-    clf = SequenceClassifierEstimator(model="lstm", hidden_size=sizes.hidden, min_steps=sizes.estimator_steps,
-                                      random_state=0, device=str(device)).fit(x.numpy(), labels)
+    clf = SequenceClassifierEstimator(model="lstm", layout="ntc", hidden_size=sizes.hidden,
+                                      min_steps=sizes.estimator_steps, random_state=0,
+                                      device=str(device)).fit(x.numpy(), labels)
     expected = clf.predict_proba(x.numpy())
     with tempfile.TemporaryDirectory() as folder:
         blob, inputs, output = Path(folder) / "clf.pkl", Path(folder) / "x.npy", Path(folder) / "proba.npy"
@@ -270,7 +271,7 @@ def check_generators(device: torch.device, sizes: Sizes, args: argparse.Namespac
     torch.manual_seed(123)
     cpu_before = torch.get_rng_state()
     cuda_before = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
-    SequenceClassifierEstimator(model="lstm", hidden_size=sizes.hidden, min_steps=sizes.estimator_steps,
+    SequenceClassifierEstimator(model="lstm", layout="ntc", hidden_size=sizes.hidden, min_steps=sizes.estimator_steps,
                                 random_state=7, device=str(device)).fit(x.numpy(), y.numpy())
     cpu_kept = torch.equal(cpu_before, torch.get_rng_state())
     cuda_after = torch.cuda.get_rng_state_all() if device.type == "cuda" else []

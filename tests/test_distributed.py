@@ -431,16 +431,16 @@ def test_environment_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch, e
 
 def test_setup_refuses_a_device_the_backends_cannot_reduce() -> None:
     with pytest.raises(ValueError) as info:
-        distributed.setup(torch.device("mps"), distributed.DistributedEnv(0, 0, 2))
+        distributed._setup(torch.device("mps"), distributed.DistributedEnv(0, 0, 2))
     assert str(info.value) == "device must be CPU or CUDA to train on 2 processes; got 'mps'"
 
 
 def test_alone_the_helpers_are_the_single_process_answers() -> None:
     tensor = torch.tensor([1.0, 2.0])
-    assert distributed.all_reduce_sum(tensor) is tensor
-    assert distributed.all_reduce_mean(tensor) is tensor
-    assert distributed.any_rank(True, False) == (True, False)
-    assert distributed.broadcast_int(7) == 7
+    assert distributed._all_reduce_sum(tensor) is tensor
+    assert distributed._all_reduce_mean(tensor) is tensor
+    assert distributed._any_rank(True, False) == (True, False)
+    assert distributed._broadcast_int(7) == 7
     distributed.barrier()
     assert (distributed.rank(), distributed.world_size(), distributed.is_main_process()) == (0, 1, True)
     trainer = seqclf.Trainer(new_model(), batch_size=8, device="cpu")
@@ -450,5 +450,5 @@ def test_alone_the_helpers_are_the_single_process_answers() -> None:
 
 def test_alone_any_dataloader_trains() -> None:
     loader = DataLoader(TensorDataset(*task(16)), batch_size=8, shuffle=True)
-    distributed.require_distributed_sampler(loader, name="train_data")
-    assert not distributed.has_distributed_sampler(loader)
+    distributed._require_distributed_sampler(loader, name="train_data")
+    assert not distributed._has_distributed_sampler(loader)

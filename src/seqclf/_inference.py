@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from .batching import epoch_plan
 from .data import Batch, DatasetSource, LoaderSource, TensorSource, _is_x, as_source
 
+__all__ = ["Source", "batch_logits", "evaluation_sums", "inference_source", "model_source"]
+
 Source = TensorSource | DatasetSource | LoaderSource
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-__all__ = ["LoaderOrder", "epoch_seed"]
+__all__ = ["LoaderOrder", "LoaderReplay", "epoch_seed"]
 
 _SEEDED = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)  # shuffle with `self.generator`
 _FIXED = (SequentialSampler, DistributedSampler)  # an order set by the epoch alone

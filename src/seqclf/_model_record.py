@@ -27,7 +27,14 @@ class ConfigType(Protocol):
     def from_dict(cls, data: dict[str, Any]) -> Any: ...
 
 
-__all__ = ["ConfigType", "check_model_record", "model_record", "rebuild_model"]
+__all__ = [
+    "ConfigType",
+    "check_model_record",
+    "legacy_weights_renamed",
+    "model_record",
+    "rebuild_model",
+    "rename_legacy_weights",
+]
 
 M = TypeVar("M", bound=nn.Module)
 

@@ -28,6 +28,8 @@ from .history import History
 if TYPE_CHECKING:
     from .callbacks import Callback
 
+__all__ = ["Run", "TrainState", "check_loader_resumable", "global_state", "load_run", "save_run", "start_run"]
+
 logger = logging.getLogger(__name__)
 
 
@@ -116,7 +118,7 @@ def start_run(state: TrainState, seed: int | None, rank: int, world_size: int) -
     if seed is None:
         # derived from torch's global generator, so seed_everything() makes it reproducible;
         # rank 0's draw is used by all ranks, as the shuffling order must be the same everywhere
-        state.seed = distributed.broadcast_int(int(torch.randint(0, 2**31 - 1, ()).item()))
+        state.seed = distributed._broadcast_int(int(torch.randint(0, 2**31 - 1, ()).item()))
     else:
         state.seed = seed
         torch.manual_seed(seed)  # dropout and any other random op in the model
@@ -134,7 +136,7 @@ def global_state(state: TrainState, world_size: int, device: torch.device) -> Tr
     if world_size == 1:
         return state
     total = replace(state)
-    loss_sum, correct, seen = distributed.sum_over_ranks(
+    loss_sum, correct, seen = distributed._sum_over_ranks(
         [float(state.epoch_loss_sum), float(state.epoch_correct), float(state.epoch_seen)], device
     )
     total.epoch_loss_sum = torch.tensor(loss_sum, dtype=state.epoch_loss_sum.dtype, device=device)
@@ -149,7 +151,7 @@ def save_run(run: Run) -> dict[str, Any]:
     With several processes it is a collective: every rank must call it (each gets all of it).
     """
     state = global_state(run.state, run.world_size, run.device)
-    generators = distributed.all_gather_object(_generator_states(run.loader))
+    generators = distributed._all_gather_object(_generator_states(run.loader))
     values = {f.name: getattr(state, f.name) for f in fields(state)}
     return {
         "model": model_record(run.model),

@@ -226,7 +226,7 @@ class PeriodicEvaluation(Callback):
             "epoch": trainer.state.epoch,
             "batch": output.batch_index,
             "step": trainer.state.step,
-            "train_loss": float(distributed.all_reduce_mean(output.loss)),
+            "train_loss": float(distributed._all_reduce_mean(output.loss)),
             "loss": metrics["loss"],
             "accuracy": metrics["accuracy"],
         }

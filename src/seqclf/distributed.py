@@ -5,9 +5,9 @@ The :class:`~seqclf.Trainer` calls these itself; a user only launches the same s
 single-process answer) when no process group is initialized, so the trainer's code reads the
 same for one process and for many.
 
-Collectives (``all_reduce_sum``, ``any_rank``, ``all_gather_object``, ``broadcast_int``, ``barrier``) must be called by
-every rank at the same point of the program; a rank that skips one makes the others wait until
-the process group's timeout (torch's default, 10 minutes) raises an error.
+Collectives (``barrier`` and the private ``_all_reduce_sum``, ``_any_rank``, ``_all_gather_object``,
+``_broadcast_int``) must be called by every rank at the same point of the program; a rank that
+skips one makes the others wait until the process group's timeout (torch's default, 10 minutes) raises an error.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from . import batching
 
-__all__ = ["DistributedEnv", "barrier", "environment", "is_main_process", "rank", "world_size"]
+__all__ = ["DistributedEnv", "barrier", "environment", "is_main_process", "rank", "resolve_device", "world_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +117,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def setup_device(device: str | torch.device) -> tuple[torch.device, DistributedEnv | None]:
+def _setup_device(device: str | torch.device) -> tuple[torch.device, DistributedEnv | None]:
     """This process's training device, and its data-parallel job (after joining its process group) or None."""
     env = environment()
     resolved = resolve_device(device)
-    return (resolved, None) if env is None else (setup(resolved, env), env)
+    return (resolved, None) if env is None else (_setup(resolved, env), env)
 
 
-def setup(device: torch.device, env: DistributedEnv) -> torch.device:
+def _setup(device: torch.device, env: DistributedEnv) -> torch.device:
     """Join the process group of ``env`` and return this rank's device.
 
     A CUDA device without an index becomes ``cuda:local_rank`` (one GPU per process) and
     the backend is nccl; on CPU it is gloo. A process group the user initialized already
     (with their own backend and timeout) is used as it is and left to the user to destroy;
-    one created here is destroyed at interpreter exit by :func:`destroy`.
+    one created here is destroyed at interpreter exit by ``_destroy``.
     """
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", env.local_rank)
@@ -143,7 +143,7 @@ def setup(device: torch.device, env: DistributedEnv) -> torch.device:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
-        atexit.register(destroy)
+        atexit.register(_destroy)
         logger.info("rank %d of %d joined the %s process group", env.rank, env.world_size, backend)
     global _cpu_group
     if _cpu_group is None and dist.get_backend() != "gloo":
@@ -153,21 +153,21 @@ def setup(device: torch.device, env: DistributedEnv) -> torch.device:
     return device
 
 
-def wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+def _wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
     """``model`` in ``DistributedDataParallel``; rank 0's parameters are broadcast to all ranks here."""
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def at_teardown(hook: Callable[[], None]) -> None:
+def _at_teardown(hook: Callable[[], None]) -> None:
     """Call the bound method ``hook`` in :func:`destroy`, before the process group goes (held weakly).
 
     The trainer drops its ``DistributedDataParallel`` wrapper there: the wrapper holds the
-    process group, which must not outlive the interpreter (see :func:`destroy`).
+    process group, which must not outlive the interpreter (see ``_destroy``).
     """
     _teardown_hooks.append(weakref.WeakMethod(hook))
 
 
-def destroy() -> None:
+def _destroy() -> None:
     """Leave the process group, while the interpreter is still whole (registered at exit by :func:`setup`).
 
     A gloo process group that is still alive when the interpreter finalizes is destroyed
@@ -205,7 +205,7 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def all_reduce_sum(tensor: Tensor) -> Tensor:
+def _all_reduce_sum(tensor: Tensor) -> Tensor:
     """The sum of ``tensor`` over all ranks, as a new tensor (``tensor`` itself when alone)."""
     if world_size() == 1:
         return tensor
@@ -214,24 +214,24 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return total
 
 
-def all_reduce_mean(tensor: Tensor) -> Tensor:
+def _all_reduce_mean(tensor: Tensor) -> Tensor:
     """The mean of ``tensor`` over all ranks (``tensor`` itself when alone)."""
     size = world_size()
-    return tensor if size == 1 else all_reduce_sum(tensor.float()) / size
+    return tensor if size == 1 else _all_reduce_sum(tensor.float()) / size
 
 
-def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
     """Element-wise sums of ``values`` over all ranks, in one all-reduce on ``device`` (``values`` when alone)."""
     if world_size() == 1:
         return values
-    summed = all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=device))
+    summed = _all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=device))
     return [float(value) for value in summed.tolist()]
 
 
-def any_rank(*flags: bool) -> tuple[bool, ...]:
+def _any_rank(*flags: bool) -> tuple[bool, ...]:
     """For each flag, True on every rank if it is true on any rank (one all-reduce for all).
 
-    This is how all ranks agree to stop, e.g. ``stop, interrupted = any_rank(stop, interrupted)``.
+    This is how all ranks agree to stop, e.g. ``stop, interrupted = _any_rank(stop, interrupted)``.
     """
     if world_size() == 1:
         return flags
@@ -240,7 +240,7 @@ def any_rank(*flags: bool) -> tuple[bool, ...]:
     return tuple(bool(value) for value in values.tolist())
 
 
-def all_gather_object(value: Any) -> list[Any]:
+def _all_gather_object(value: Any) -> list[Any]:
     """Every rank's ``value``, in rank order, on every rank (``[value]`` when alone); values are pickled."""
     if world_size() == 1:
         return [value]
@@ -249,7 +249,7 @@ def all_gather_object(value: Any) -> list[Any]:
     return gathered
 
 
-def broadcast_int(value: int, src: int = 0) -> int:
+def _broadcast_int(value: int, src: int = 0) -> int:
     """Rank ``src``'s ``value`` on every rank (e.g. a randomly drawn seed)."""
     if world_size() == 1:
         return value
@@ -264,26 +264,28 @@ def barrier() -> None:
         dist.barrier(group=_cpu_group)
 
 
-def steps_per_epoch(size: int, batch_size: int, world_size: int) -> int:
-    """Deprecated: use :func:`seqclf.batching.steps_per_epoch`, the one place for step counts."""
-    warnings.warn(
-        "seqclf.distributed.steps_per_epoch has moved to seqclf.batching.steps_per_epoch; import it from there "
-        "(the old name will be removed in a future release)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return batching.steps_per_epoch(size, batch_size, world_size)
+def __getattr__(name: str) -> Any:
+    """``steps_per_epoch``, moved to :mod:`seqclf.batching`, still served here with a DeprecationWarning."""
+    if name == "steps_per_epoch":
+        warnings.warn(
+            "seqclf.distributed.steps_per_epoch has moved to seqclf.batching.steps_per_epoch; import it from there "
+            "(the old name will be removed in a future release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return batching.steps_per_epoch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def has_distributed_sampler(loader: DataLoader[object]) -> bool:
+def _has_distributed_sampler(loader: DataLoader[object]) -> bool:
     """Whether ``loader`` shards its dataset across ranks itself (with a ``DistributedSampler``)."""
     batch_sampler_sampler = getattr(loader.batch_sampler, "sampler", None)
     return isinstance(loader.sampler, DistributedSampler) or isinstance(batch_sampler_sampler, DistributedSampler)
 
 
-def require_distributed_sampler(loader: DataLoader[object], name: str) -> None:
+def _require_distributed_sampler(loader: DataLoader[object], name: str) -> None:
     """Raise unless ``loader`` splits its data across the ranks itself (training needs disjoint parts)."""
-    if world_size() > 1 and not has_distributed_sampler(loader):
+    if world_size() > 1 and not _has_distributed_sampler(loader):
         raise ValueError(
             f"{name} as a DataLoader must split the data across the {world_size()} processes with a "
             "torch.utils.data.DistributedSampler (or pass the Dataset and the trainer splits it); "
@@ -291,7 +293,7 @@ def require_distributed_sampler(loader: DataLoader[object], name: str) -> None:
         )
 
 
-def set_sampler_epoch(loader: DataLoader[object], epoch: int) -> None:
+def _set_sampler_epoch(loader: DataLoader[object], epoch: int) -> None:
     """Tell the loader's ``DistributedSampler`` which epoch starts (it reshuffles by epoch)."""
     for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
         if isinstance(sampler, DistributedSampler):

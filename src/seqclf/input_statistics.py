@@ -59,7 +59,7 @@ def fit_standardizers(model: nn.Module, source: TensorSource | DatasetSource | L
                 )
             moments = _Moments(batch.x.shape[-1])
         moments.update(batch.x, batch.lengths)
-    if isinstance(source, LoaderSource) and distributed.has_distributed_sampler(source.loader):
+    if isinstance(source, LoaderSource) and distributed._has_distributed_sampler(source.loader):
         moments = moments or _Moments(layers[0].num_features)  # a rank with no batch still joins the sums
         _sum_over_ranks(moments, layers[0].mean.device)
     if moments is None:
@@ -82,12 +82,12 @@ def _sum_over_ranks(moments: _Moments, device: torch.device) -> None:
     count = torch.tensor([moments.count], dtype=torch.float64, device=device)  # (1,)
     mean = _or_zeros(moments.mean, moments.num_features, device)  # (F,)
     m2 = _or_zeros(moments.m2, moments.num_features, device)  # (F,)
-    totals = distributed.all_reduce_sum(torch.cat([count, count * mean]))  # (1 + F,)
+    totals = distributed._all_reduce_sum(torch.cat([count, count * mean]))  # (1 + F,)
     total = float(totals[0])
     if total == 0:
         return  # no rank saw a valid step: result() says so
     overall = totals[1:] / total  # (F,)
-    spread = distributed.all_reduce_sum(m2 + count * (mean - overall) ** 2)  # (F,)
+    spread = distributed._all_reduce_sum(m2 + count * (mean - overall) ** 2)  # (F,)
     moments.count, moments.mean, moments.m2 = total, overall, spread
 
 

@@ -2,9 +2,8 @@
 
 A batch's path, top to bottom: :meth:`Trainer.fit` runs epochs; :meth:`Trainer.run_epoch`
 draws the epoch's batches (:meth:`Trainer.epoch_batches`, planned by :mod:`seqclf.batching`)
-and calls :meth:`Trainer.train_step` on each: forward, loss, backward, optimizer step.
-Saving and restoring a run lives in ``_run_state``; the data-parallel setup in
-:mod:`seqclf.distributed`.
+and calls :meth:`Trainer.train_step` on each: forward, loss, backward, optimizer step. Saving
+and restoring a run lives in ``_run_state``; the data-parallel setup in :mod:`seqclf.distributed`.
 """
 
 from __future__ import annotations
@@ -134,11 +133,11 @@ class Trainer:
         if batching is not None and not isinstance(batching, LengthBucketing):
             raise TypeError(f"batching must be a LengthBucketing or None; got {type(batching).__name__}")
         self.lr, self.seed, self.grad_clip_norm, self.batching = float(lr), seed, grad_clip_norm, batching
-        self.device, env = distributed.setup_device(device)
+        self.device, env = distributed._setup_device(device)
         self.rank, self.world_size = (0, 1) if env is None else (env.rank, env.world_size)
         self.model = model.to(self.device)
         # the module that trains: the model itself, or its DDP wrapper (which broadcasts rank 0's weights)
-        self._train_model: nn.Module = self.model if env is None else distributed.wrap(self.model, self.device)
+        self._train_model: nn.Module = self.model if env is None else distributed._wrap(self.model, self.device)
         self.optimizer = (optimizer or self._default_optimizer)(self.model.parameters())
         self.callbacks = sorted(_default_callbacks(callbacks, progress), key=lambda c: isinstance(c, Checkpoint))
         self.train_source: Source | None = None
@@ -152,7 +151,7 @@ class Trainer:
         self._loader = LoaderReplay()  # the generators of the last fit's DataLoader, across epochs and resumes
         self._loss_scales: list[float] | None = None  # per batch of the epoch: the rank's share of the global batch
         if env is not None:
-            distributed.at_teardown(self._release_process_group)
+            distributed._at_teardown(self._release_process_group)
 
     def _release_process_group(self) -> None:
         """Drop the DDP wrapper (it holds the process group), so that the group dies before the interpreter."""
@@ -244,7 +243,7 @@ class Trainer:
         evaluation = None if eval_data is None else self.as_source(eval_data, name="eval_data")
         order = None
         if isinstance(train, LoaderSource):
-            distributed.require_distributed_sampler(train.loader, name="train_data")
+            distributed._require_distributed_sampler(train.loader, name="train_data")
             order = LoaderOrder(train.loader)
         if self.batching is not None and not isinstance(train, TensorSource) and self.is_main_process:
             logger.warning("batching=%r applies to in-memory tensor data only; %s batches are shuffled as usual",
@@ -313,7 +312,7 @@ class Trainer:
         state, done = self.state, self.state.batch_in_epoch
         self._loss_scales = None
         if isinstance(train, LoaderSource):
-            distributed.set_sampler_epoch(train.loader, state.epoch)
+            distributed._set_sampler_epoch(train.loader, state.epoch)
             self._loader.begin_epoch(state.seed, state.epoch, self.rank, done)
             return itertools.islice(train.batches(None), done, None)
         if isinstance(train, DatasetSource):  # the loader's worker seeds: drawn from this, not the global generator
@@ -356,7 +355,7 @@ class Trainer:
         """
         state = self.state
         if self.world_size > 1:
-            state.should_stop, state.finished, self._interrupt.requested = distributed.any_rank(
+            state.should_stop, state.finished, self._interrupt.requested = distributed._any_rank(
                 state.should_stop, state.finished, self._interrupt.requested
             )
         self._interrupt.check()
@@ -451,11 +450,11 @@ class Trainer:
         """
         source = self.as_source(data, name="data")
         shard = self.world_size > 1 and (
-            not isinstance(source, LoaderSource) or distributed.has_distributed_sampler(source.loader)
+            not isinstance(source, LoaderSource) or distributed._has_distributed_sampler(source.loader)
         )
         rank, world_size = (self.rank, self.world_size) if shard else (0, 1)
         sums = evaluation_sums(self.model, source, self.device, self.eval_batch_size, rank=rank, world_size=world_size)
-        loss, right, total = distributed.sum_over_ranks(sums, self.device) if shard else sums
+        loss, right, total = distributed._sum_over_ranks(sums, self.device) if shard else sums
         return {"loss": loss / max(total, 1), "accuracy": right / max(total, 1), "samples": round(total)}
 
     def predict(self, data: Any, lengths: Tensor | None = None) -> Tensor:
