@@ -27,7 +27,7 @@ class TokenEmbedding(nn.Module):
         embedding_dim: size of each vector (the encoder's ``input_size``).
         freeze: keep the vectors fixed during training (``weight.requires_grad`` False).
 
-    Example:
+    Examples:
         >>> embed = TokenEmbedding(vocab_size=100, embedding_dim=8)
         >>> embed(torch.tensor([[5, 7, 0]]), torch.tensor([2])).shape
         torch.Size([1, 3, 8])

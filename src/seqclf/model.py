@@ -203,7 +203,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             freeze: keep the vectors fixed in training; False: train them with the rest.
             **options: any other constructor argument (``cell``, ``readout``...).
 
-        Example:
+        Examples:
             >>> vectors = torch.randn(1000, 50)  # e.g. GloVe rows in id order
             >>> model = SequenceClassifier.from_embedding(vectors, hidden_size=32, num_classes=2, freeze=True)
             >>> model(torch.tensor([[4, 8, 15]])).shape

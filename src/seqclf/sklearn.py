@@ -716,7 +716,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         history_: the fit's :class:`~seqclf.History`, one record per epoch.
         best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds.
 
-    Example:
+    Examples:
         >>> texts = ["good fun film", "dull slow film", "good cast", "slow plot"] * 10
         >>> y = ["pos", "neg", "pos", "neg"] * 10
         >>> clf = TextClassifierEstimator(min_count=1, min_steps=30, random_state=0, device="cpu")

@@ -29,7 +29,7 @@ class Vocabulary:
     Args:
         tokens: the known tokens in id order (id ``2 + i`` for ``tokens[i]``), all distinct.
 
-    Example:
+    Examples:
         >>> vocab = Vocabulary.fit([["the", "cat"], ["the", "dog"]], min_count=1)
         >>> len(vocab), vocab.encode(["the", "dog", "emu"]).tolist()
         (5, [2, 4, 1])
