@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import platform
 import statistics
@@ -131,10 +132,14 @@ def bigram_bag(
     return predict
 
 
+SEQCLF_PARAMS: dict[str, Any] = {}
+"""Hyperparameters given to the text estimator besides its defaults (``--seqclf-params``)."""
+
+
 def seqclf_text(x_train: Texts, y_train: np.ndarray, seed: int) -> Callable[[Texts], np.ndarray]:
     from seqclf.sklearn import TextClassifierEstimator
 
-    clf = TextClassifierEstimator(random_state=seed, device="cpu").fit(list(x_train), y_train)
+    clf = TextClassifierEstimator(random_state=seed, device="cpu", **SEQCLF_PARAMS).fit(list(x_train), y_train)
     return clf.predict  # type: ignore[no-any-return]
 
 
@@ -232,9 +237,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     parser.add_argument("--models", nargs="+", default=None, help="run only these contenders")
+    parser.add_argument("--seqclf-params", type=json.loads, default={}, help='e.g. \'{"max_length": 800}\'')
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sections", nargs="+", default=["accuracy"], choices=["accuracy", "tokenizers"])
     args = parser.parse_args()
+    SEQCLF_PARAMS.update(args.seqclf_params)
     torch.set_num_threads(args.threads)
     print(f"python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch thread(s)")
     texts, labels = load_bbc(args.data_dir)
