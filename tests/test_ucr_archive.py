@@ -112,7 +112,7 @@ def test_runs_every_model_then_resumes_a_half_finished_csv(
     keys = sorted((r["dataset"], r["model"], r["seed"]) for r in rows)
     assert keys == sorted((d, m, s) for d in ("Equal", "Unequal") for m in ("default", "lstm", "mr_hydra")
                           for s in ("0", "1"))
-    assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["fit_s"]) > 0 for r in rows)
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["fit_s"]) > 0 and float(r["cpu_s"]) > 0 for r in rows)
     assert {r["options"] for r in rows if r["model"] != "mr_hydra"} == {"min_steps=5"}
     unequal = next(r for r in rows if r["dataset"] == "Unequal")
     assert (unequal["n_train"], unequal["n_test"], unequal["length"], unequal["n_classes"]) == ("10", "6", "16", "2")
@@ -129,7 +129,7 @@ def test_runs_every_model_then_resumes_a_half_finished_csv(
     assert "3 of 12 fits already in" in printed and "9 to run" in printed
     again = read_csv(out)
     assert again[:3] == rows[:3]  # what finished is kept, not rerun
-    finished = [r for r in again if r["fit_s"]]
+    finished = [r for r in again if r["options"] is not None]
     assert sorted((r["dataset"], r["model"], r["seed"]) for r in finished) == keys
 
     assert harness.main([*argv, "--report"]) == 0  # fits nothing
@@ -139,7 +139,7 @@ def test_runs_every_model_then_resumes_a_half_finished_csv(
 
 def test_a_csv_of_other_options_is_never_mixed_in(harness: ModuleType, archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
-    out.write_text(",".join(harness.FIELDS) + "\nEqual,default,0,0.5,1.0,12,8,16,2,min_steps=5\n")
+    out.write_text(",".join(harness.FIELDS) + "\nEqual,default,0,0.5,1.0,0.9,12,8,16,2,min_steps=5\n")
     with pytest.raises(SystemExit):
         harness.main(["--data-dir", str(archive), "--datasets", "Equal", "--models", "default", "--out", str(out)])
     assert out.read_text().count("\n") == 2  # untouched
@@ -151,11 +151,11 @@ def test_a_csv_of_other_options_is_never_mixed_in(harness: ModuleType, archive: 
 
 def test_the_report_counts_wins_ties_and_losses(harness: ModuleType) -> None:
     rows = [
-        {"dataset": "GunPoint", "model": "a", "seed": "0", "accuracy": "1.0", "fit_s": "10"},
-        {"dataset": "GunPoint", "model": "mr_hydra", "seed": "0", "accuracy": "0.9", "fit_s": "5"},
-        {"dataset": "ArrowHead", "model": "a", "seed": "0", "accuracy": "0.7", "fit_s": "30"},
-        {"dataset": "ArrowHead", "model": "a", "seed": "1", "accuracy": "0.9", "fit_s": "50"},
-        {"dataset": "ArrowHead", "model": "mr_hydra", "seed": "0", "accuracy": "0.9", "fit_s": "10"},
+        {"dataset": "GunPoint", "model": "a", "seed": "0", "accuracy": "1.0", "cpu_s": "10"},
+        {"dataset": "GunPoint", "model": "mr_hydra", "seed": "0", "accuracy": "0.9", "cpu_s": "5"},
+        {"dataset": "ArrowHead", "model": "a", "seed": "0", "accuracy": "0.7", "cpu_s": "30"},
+        {"dataset": "ArrowHead", "model": "a", "seed": "1", "accuracy": "0.9", "cpu_s": "50"},
+        {"dataset": "ArrowHead", "model": "mr_hydra", "seed": "0", "accuracy": "0.9", "cpu_s": "10"},
     ]
     text = harness.report(rows, ["GunPoint", "ArrowHead"], ["a", "mr_hydra"])
     assert "| ArrowHead | 0.800 ± 0.141 (2) | 0.900 (1) | 0.863 | 0.869 | 40.0 | 10.0 |" in text
