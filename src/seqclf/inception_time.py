@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -82,7 +82,8 @@ class InceptionTimeConfig:
 def _same(x: Tensor, conv: nn.Conv1d) -> Tensor:
     """``conv`` of ``x`` ``(B, C, T)`` to the same length, zeros around it; an even kernel's extra zero on the right."""
     k = conv.kernel_size[0]
-    return conv(F.pad(x, ((k - 1) // 2, k // 2)))  # (B, C_out, T)
+    out: Tensor = conv(F.pad(x, ((k - 1) // 2, k // 2)))  # (B, C_out, T)
+    return out
 
 
 class _InceptionModule(nn.Module):
@@ -102,7 +103,7 @@ class _InceptionModule(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """``x`` ``(B, C_in, T)``, zero on padded steps -> ``(B, filters * (kernels + 1), T)``."""
         h = x if self.bottleneck is None else self.bottleneck(x)  # (B, W, T); zero where x is (no bias)
-        branches = [_same(h, conv) for conv in self.convs]  # each (B, F, T)
+        branches = [_same(h, cast(nn.Conv1d, conv)) for conv in self.convs]  # each (B, F, T)
         if mask is not None:
             x = x.masked_fill(~mask, float("-inf"))  # (B, C_in, T): what max-pooling a lone sequence pads with
         pooled = F.max_pool1d(x, 3, stride=1, padding=1)  # (B, C_in, T)
@@ -122,7 +123,8 @@ class _Shortcut(nn.Module):
         self.norm = MaskedBatchNorm1d(out_channels)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        return self.norm(self.conv(x), mask)  # (B, C_out, T)
+        out: Tensor = self.norm(self.conv(x), mask)  # (B, C_out, T)
+        return out
 
 
 class InceptionTime(nn.Module, SerializableModel):
