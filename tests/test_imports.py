@@ -61,6 +61,7 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_layers_import_only_downwards() -> None:
     assert not {"checkpoint", "trainer", "callbacks", "progress", "recipes"} & reachable("model")
+    assert not {"data", "trainer", "callbacks"} & (reachable("encoders") | reachable("registry") | {"encoders", "registry"})
     assert not {"model", "trainer", "callbacks", "progress", "recipes", "data"} & reachable("checkpoint")
 
 
@@ -76,3 +77,26 @@ def test_each_module_imports_alone_in_a_fresh_interpreter() -> None:
     ])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_model_layer_does_not_load_the_data_layer() -> None:
+    """``import seqclf.model`` (or any model module) in a fresh interpreter leaves ``seqclf.data`` unloaded."""
+    script = "\n".join([
+        "import sys",
+        "import seqclf.model, seqclf.lstm_fcn, seqclf.encoders, seqclf.registry",
+        "print(sorted(m for m in sys.modules if m in ('seqclf.data', 'seqclf.trainer', 'seqclf.callbacks')))",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_package_still_serves_the_data_layer_names() -> None:
+    """Names imported on first use are the modules' own objects, and ``from seqclf import *`` gets them all."""
+    from seqclf.data import pad_sequences
+    from seqclf.trainer import Trainer
+
+    assert seqclf.Trainer is Trainer and seqclf.pad_sequences is pad_sequences
+    namespace: dict[str, object] = {}
+    exec("from seqclf import *", namespace)
+    assert set(seqclf.__all__) <= set(namespace)

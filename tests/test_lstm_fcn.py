@@ -9,6 +9,7 @@ import torch
 from seqclf import LSTMFCN, LSTMFCNConfig, SequenceClassifier, Trainer, latest_checkpoint
 from seqclf.callbacks import Checkpoint
 from seqclf.checkpoint import CheckpointError
+from seqclf.encoders import RecurrentEncoder
 from seqclf.lstm_fcn import MaskedBatchNorm1d
 
 from .conftest import make_sequences
@@ -25,7 +26,7 @@ def test_default_model_is_lstm_fcn() -> None:
     model = LSTMFCN(input_size=2, num_classes=3)
     assert [b.conv.out_channels for b in model.blocks] == [64, 128, 64]  # type: ignore[union-attr]
     assert [b.conv.kernel_size for b in model.blocks] == [(8,), (5,), (3,)]  # type: ignore[union-attr]
-    assert isinstance(model.lstm, SequenceClassifier) and model.lstm.rnn.hidden_size == 32
+    assert isinstance(model.lstm, RecurrentEncoder) and model.lstm.rnn.hidden_size == 32
     assert model.num_features == 64 + 32 and model.head.out_features == 3
 
 
@@ -123,7 +124,7 @@ def test_constructor_validation(kwargs: dict[str, object], message: str) -> None
 @pytest.mark.parametrize(
     ("x", "lengths", "error", "message"),
     [
-        (torch.zeros(2, 5, 4), None, ValueError, r"x must have shape \(batch, time >= 1, 3\); got \(2, 5, 4\)"),
+        (torch.zeros(2, 5, 4), None, ValueError, r"x must have shape \(batch, time, 3\); got \(2, 5, 4\)"),
         (torch.zeros(2, 5, 3, dtype=torch.int64), None, TypeError, "x must be a floating-point tensor"),
         (torch.zeros(2, 5, 3), torch.tensor([5, 6]), ValueError, r"lengths must lie in \[1, 5\]"),
     ],

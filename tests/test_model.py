@@ -10,9 +10,9 @@ from seqclf import ModelConfig, SequenceClassifier
 
 def test_defaults_are_the_tutorial_model() -> None:
     model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
-    assert isinstance(model.rnn, torch.nn.LSTM)
-    assert (model.rnn.input_size, model.rnn.hidden_size, model.rnn.num_layers) == (28, 64, 1)
-    assert model.rnn.batch_first and not model.rnn.bidirectional
+    assert isinstance(model.encoder.rnn, torch.nn.LSTM)
+    assert (model.encoder.rnn.input_size, model.encoder.rnn.hidden_size, model.encoder.rnn.num_layers) == (28, 64, 1)
+    assert model.encoder.rnn.batch_first and not model.encoder.rnn.bidirectional
     assert (model.head.in_features, model.head.out_features) == (64, 10)
     assert sum(p.numel() for p in model.parameters()) == 24_714
 
@@ -20,7 +20,7 @@ def test_defaults_are_the_tutorial_model() -> None:
 def test_default_forward_is_linear_on_last_lstm_output() -> None:
     model = SequenceClassifier(28, 64, 10)
     x = torch.randn(5, 28, 28)
-    out, _ = model.rnn(x)
+    out, _ = model.encoder.rnn(x)
     torch.testing.assert_close(model(x), model.head(out[:, -1, :]))
 
 
@@ -54,7 +54,7 @@ def test_padding_never_changes_a_result(cell: str, readout: str, bidirectional: 
 def test_bidirectional_last_is_forward_last_valid_step_and_backward_full_pass() -> None:
     model = SequenceClassifier(2, 4, 2, bidirectional=True).eval()
     seq = torch.randn(1, 3, 2)
-    out, _ = model.rnn(seq)
+    out, _ = model.encoder.rnn(seq)
     expected = torch.cat([out[:, -1, :4], out[:, 0, 4:]], dim=1)
     padded = torch.cat([seq, torch.full((1, 2, 2), 5.0)], dim=1)
     torch.testing.assert_close(model.forward_features(padded, torch.tensor([3])), expected, atol=1e-6, rtol=0)
@@ -156,15 +156,24 @@ def test_bidirectional_padded_backward_reads_each_sequence_reversed_within_its_l
     model = SequenceClassifier(2, 4, 2, num_layers=2, cell=cell, bidirectional=True, readout="mean").eval()  # type: ignore[arg-type]
     seq = torch.randn(1, 3, 2)
     padded = torch.cat([seq, torch.full((1, 4, 2), -3.0)], dim=1)  # (1, 7, 2), junk after step 3
-    out, _ = model.rnn(seq)  # (1, 3, 8): nn's own bidirectional run of the sequence alone
+    out, _ = model.encoder.rnn(seq)  # (1, 3, 8): nn's own bidirectional run of the sequence alone
     torch.testing.assert_close(model.forward_features(padded, torch.tensor([3])), out.mean(dim=1), atol=1e-6, rtol=0)
 
 
-def test_padded_path_has_no_packing_and_keeps_the_tutorial_state_dict_keys() -> None:
+def test_state_dict_keys_are_the_encoders_and_the_older_names_still_load() -> None:
     model = SequenceClassifier(28, 64, 10)
-    assert sorted(model.state_dict()) == ["head.bias", "head.weight", "rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0", "rnn.weight_ih_l0"]
+    assert sorted(model.state_dict()) == ["encoder.rnn.bias_hh_l0", "encoder.rnn.bias_ih_l0", "encoder.rnn.weight_hh_l0",
+                                          "encoder.rnn.weight_ih_l0", "head.bias", "head.weight"]
     bidirectional = SequenceClassifier(3, 4, 2, bidirectional=True)
-    assert "rnn.weight_ih_l0_reverse" in bidirectional.state_dict()
+    assert "encoder.rnn.weight_ih_l0_reverse" in bidirectional.state_dict()
+    # weights saved before the encoder existed were named "rnn.*"
+    older = {k.replace("encoder.rnn.", "rnn."): v + 1.0 for k, v in bidirectional.state_dict().items()}
+    fresh = SequenceClassifier(3, 4, 2, bidirectional=True)
+    fresh.load_state_dict(older)
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(value, older[name.replace("encoder.rnn.", "rnn.")])
+    with pytest.warns(DeprecationWarning, match="model.encoder.rnn"):
+        assert fresh.rnn is fresh.encoder.rnn
 
 
 def test_padded_gradients_equal_per_sequence_gradients() -> None:

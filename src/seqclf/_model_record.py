@@ -70,7 +70,7 @@ def check_model_record(model: nn.Module, record: object) -> dict[str, Any]:
             raise CheckpointError(
                 f"model config must match the checkpoint's; fields {differ} differ (checkpoint vs model: {details})"
             )
-    weights: dict[str, Any] = record["state_dict"]
+    weights: dict[str, Any] = legacy_weights_renamed(model, record["state_dict"])
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     wrong = sorted(
@@ -82,6 +82,35 @@ def check_model_record(model: nn.Module, record: object) -> dict[str, Any]:
     if missing or unexpected or wrong:
         found = "; ".join(f"{what} {names}" for what, names in problems if names)
         raise CheckpointError(f"checkpoint weights must fit the model; got {found}")
+    return weights
+
+
+def rename_legacy_weights(renames: dict[str, str], weights: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``weights`` with each name under ``prefix + old`` moved to ``prefix + new`` (``renames``: old -> new prefixes).
+
+    A name whose new form is already present is left alone, so current files pass unchanged.
+    """
+    out: dict[str, Any] = {}
+    for name, value in weights.items():
+        for old, new in renames.items():
+            if name.startswith(prefix + old) and prefix + new + name[len(prefix + old) :] not in weights:
+                name = prefix + new + name[len(prefix + old) :]
+                break
+        out[name] = value
+    return out
+
+
+def legacy_weights_renamed(model: nn.Module, weights: dict[str, Any]) -> dict[str, Any]:
+    """``weights`` with the older names of every submodule that declares ``legacy_weight_names`` renamed.
+
+    Files written before a model's weights were renamed (e.g. a ``SequenceClassifier``'s
+    ``rnn.*``, now ``encoder.rnn.*``) then fit the current model; ``load_state_dict``
+    renames them by itself (each such model registers a pre-hook).
+    """
+    for name, module in model.named_modules():
+        renames = getattr(type(module), "legacy_weight_names", None)
+        if renames:
+            weights = rename_legacy_weights(renames, weights, f"{name}." if name else "")
     return weights
 
 

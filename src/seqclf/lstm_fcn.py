@@ -3,8 +3,9 @@
 The architecture follows Karim et al. (2017), "LSTM Fully Convolutional Networks for Time
 Series Classification": three 1-D convolution blocks (convolution, normalisation, ReLU)
 whose output is averaged over time, concatenated with an LSTM's encoding of the same
-sequence, then a linear head. The LSTM branch is :class:`~seqclf.SequenceClassifier`'s
-encoder, so every improvement to it (and its padding handling) is inherited here.
+sequence, then a linear head. The LSTM branch is a :class:`~seqclf.encoders.RecurrentEncoder`,
+the encoder :class:`~seqclf.SequenceClassifier` uses, so every improvement to it (and its
+padding handling) is inherited here.
 
 Padding never changes a result: before each convolution the padded steps are set to
 zero, so every valid step sees exactly what it would see were its sequence alone (a
@@ -24,8 +25,9 @@ from torch.nn import functional as F
 
 from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
 from ._model_record import rebuild_model
-from .model import Readout, SequenceClassifier
+from .encoders import Readout, RecurrentEncoder, check_input, check_lengths
 from .normalization import Standardize
+from .registry import register_model
 from .serialization import SerializableModel
 
 Norm = Literal["batch", "layer"]
@@ -146,6 +148,7 @@ class _ConvBlock(nn.Module):
         return F.relu(self.norm(h, mask))  # (B, C_out, T)
 
 
+@register_model("lstm_fcn")
 class LSTMFCN(nn.Module, SerializableModel):
     """LSTM-FCN time-series classifier; returns logits.
 
@@ -213,9 +216,10 @@ class LSTMFCN(nn.Module, SerializableModel):
             _ConvBlock(channels[i], channels[i + 1], k, c.norm) for i, k in enumerate(c.kernel_sizes)
         )
         lstm_input = c.input_size if c.layout == "parallel" else c.filters[-1]
-        # the recurrent branch is SequenceClassifier's encoder; its own head is not used
-        self.lstm = SequenceClassifier(lstm_input, c.hidden_size, num_classes=2, readout=c.readout)
-        self.lstm.head = nn.Identity()  # type: ignore[assignment]
+        self.lstm = RecurrentEncoder(lstm_input, c.hidden_size, readout=c.readout)
+        # The recurrent branch once held an unused 2-class head; drawing its initial weights
+        # still keeps a seed's initial weights (and so every seeded result) as they were.
+        nn.Linear(c.hidden_size, 2)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(self.num_features, c.num_classes)
 
@@ -247,16 +251,9 @@ class LSTMFCN(nn.Module, SerializableModel):
 
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The encoding ``(batch, num_features)``: pooled convolutions beside the LSTM's."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.dim() != 3 or x.shape[-1] != self.config.input_size or x.shape[1] == 0:
-            raise ValueError(
-                f"x must have shape (batch, time >= 1, {self.config.input_size}); got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor; got dtype {x.dtype}")
+        check_input(x, self.config.input_size)
         if lengths is not None:  # nothing branches on its values: no host sync, traceable
-            lengths = self.lstm._check_lengths(lengths, x)  # int64 on x.device
+            lengths = check_lengths(lengths, x)  # int64 on x.device
         mask, valid_steps = None, None
         if lengths is not None:
             valid_steps = lengths[:, None].to(x.dtype)  # (B, 1)
@@ -267,12 +264,12 @@ class LSTMFCN(nn.Module, SerializableModel):
         for block in self.blocks:
             h = block(h, mask)  # (B, C_i, T)
         if self.config.layout == "serial":
-            return self.lstm._encode(h.transpose(1, 2), lengths)  # (B, H); input checked above
+            return self.lstm.encode(h.transpose(1, 2), lengths)  # (B, H); input checked above
         if mask is None or valid_steps is None:
             pooled = h.mean(dim=2)  # (B, C)
         else:
             pooled = h.masked_fill(~mask, 0.0).sum(dim=2) / valid_steps  # (B, C)
-        encoded = self.lstm._encode(x, lengths)  # (B, H); input checked above
+        encoded = self.lstm.encode(x, lengths)  # (B, H); input checked above
         return torch.cat([pooled, encoded], dim=1)  # (B, C + H)
 
     def extra_repr(self) -> str:

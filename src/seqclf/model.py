@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, get_args
 
-import torch
 from torch import Tensor, nn
 
 from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
-from ._model_record import rebuild_model
+from ._model_record import rebuild_model, rename_legacy_weights
+from .encoders import Cell, Readout, RecurrentEncoder, StreamState, check_input, check_lengths, grad_mode
 from .normalization import Standardize
+from .registry import register_model
 from .serialization import SerializableModel
 
-Cell = Literal["lstm", "gru", "rnn"]
-Readout = Literal["last", "mean", "max"]
-
-_CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+__all__ = ["ModelConfig", "SequenceClassifier", "StreamState"]
 
 
 @dataclass(frozen=True)
@@ -58,24 +57,9 @@ class ModelConfig:
         return config_from_dict(cls, data)
 
 
-@dataclass(frozen=True)
-class StreamState:
-    """What :meth:`SequenceClassifier.step` carries from one time step to the next.
-
-    Attributes:
-        hidden: ``(num_layers, batch, hidden_size)`` hidden state of each layer.
-        cell: ``(num_layers, batch, hidden_size)`` LSTM cell state; None for GRU and RNN.
-        steps: time steps read so far.
-        summary: ``(batch, hidden_size)`` running sum (``readout="mean"``) or maximum
-            (``readout="max"``) of the last layer's outputs; None for ``readout="last"``.
-    """
-
-    hidden: Tensor
-    cell: Tensor | None
-    steps: int
-    summary: Tensor | None
-
-
+@register_model("rnn", hidden_size=64, cell="rnn")
+@register_model("gru", hidden_size=64, cell="gru")
+@register_model("lstm", hidden_size=64)
 class SequenceClassifier(nn.Module, SerializableModel):
     """Classify sequences with a recurrent network; returns logits.
 
@@ -112,6 +96,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     config: ModelConfig
+    legacy_weight_names: ClassVar[dict[str, str]] = {"rnn.": "encoder.rnn."}
 
     def __init__(
         self,
@@ -139,16 +124,11 @@ class SequenceClassifier(nn.Module, SerializableModel):
         )
         # None when off: the tutorial's model keeps exactly its state_dict
         self.normalize: Standardize | None = Standardize(input_size) if normalize else None
-        self.rnn = _CELLS[cell](
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, readout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, num_classes)
+        # files written before the encoder existed name its weights "rnn.*"
+        self._register_load_state_dict_pre_hook(_rename_legacy_weights)  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> SequenceClassifier:
@@ -185,132 +165,22 @@ class SequenceClassifier(nn.Module, SerializableModel):
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The sequence encoding ``(batch, num_features)`` chosen by ``readout``.
 
-        Padded batches run densely: in one direction a step's output never depends on the
-        padding after it, so the recurrent layers run over the whole padded batch and the
-        readout gathers and masks by ``lengths``. The backward direction of a bidirectional
-        model reads each sequence reversed within its own length, layer by layer. Nothing
-        here branches on the values of ``lengths`` (no host sync; traced and exported
-        programs stay correct for any lengths).
+        See :meth:`seqclf.encoders.RecurrentEncoder.encode` for how padded batches run.
         """
-        self._check_input(x)
+        check_input(x, self.config.input_size)
         if lengths is not None:
-            lengths = self._check_lengths(lengths, x)
-        return self._encode(x, lengths)
-
-    def _encode(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """:meth:`forward_features` on input already checked (``lengths`` int64 on x's device)."""
+            lengths = check_lengths(lengths, x)  # int64 on x.device
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F), padded steps kept at 0
-        if lengths is None:
-            out, _ = self.rnn(x)  # (B, T, D*H)
-            return self._readout_full(out)
-        out = self._encode_padded(x, lengths)  # (B, T, D*H), junk after each length
-        return self._readout_padded(out, lengths)
+        return self.encoder.encode(x, lengths)  # (B, D*H)
 
-    def _encode_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
-        if not self.config.bidirectional:
-            out: Tensor = self.rnn(x)[0]  # causal: outputs before each length never see the padding
-            return out  # (B, T, H)
-        reverse = _reverse_within_lengths(lengths, x.shape[1])  # (B, T)
-        layer_input = x
-        for layer in range(self.config.num_layers):
-            if layer > 0:
-                layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
-            forward = self._run_direction(layer_input, layer, "")  # (B, T, H)
-            backward = self._run_direction(_gather_time(layer_input, reverse), layer, "_reverse")  # reversed time
-            layer_input = torch.cat([forward, _gather_time(backward, reverse)], dim=2)  # (B, T, 2H)
-        return layer_input
-
-    def _layer_weights(self, layer: int, suffix: str) -> list[Tensor]:
-        """``weight_ih, weight_hh, bias_ih, bias_hh`` of one layer and direction (``suffix`` "" or "_reverse")."""
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
-
-    def _run_direction(self, x: Tensor, layer: int, suffix: str) -> Tensor:
-        """One direction of one layer of ``self.rnn``, run forwards over ``x`` ``(B, T, F)``."""
-        params = self._layer_weights(layer, suffix)
-        h0 = x.new_zeros((1, x.shape[0], self.config.hidden_size))  # (1, B, H)
-        # arguments: input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
-        if self.config.cell == "lstm":
-            out: Tensor = torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
-        elif self.config.cell == "gru":
-            out = torch.gru(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
-        else:
-            out = torch.rnn_tanh(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
-        return out  # (B, T, H)
-
-    def _readout_padded(self, out: Tensor, lengths: Tensor) -> Tensor:
-        if self.config.readout == "last":
-            index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])  # (B, 1, D*H)
-            last = out.gather(1, index).squeeze(1)  # (B, D*H)
-            if self.config.bidirectional:
-                hidden = self.config.hidden_size
-                # the backward direction has read the whole sequence when it reaches t=0
-                return torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=1)  # (B, 2H)
-            return last
-        valid = (_positions(out) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
-        if self.config.readout == "mean":
-            total = out.masked_fill(~valid, 0.0).sum(dim=1)  # (B, D*H)
-            return total / lengths[:, None].to(out.dtype)
-        return out.masked_fill(~valid, float("-inf")).amax(dim=1)  # (B, D*H)
-
-    def _readout_full(self, out: Tensor) -> Tensor:
-        if self.config.readout == "mean":
-            return out.mean(dim=1)  # (B, D*H)
-        if self.config.readout == "max":
-            return out.amax(dim=1)  # (B, D*H)
-        hidden = self.config.hidden_size
-        if self.config.bidirectional:
-            # forward direction ends at T-1, backward direction ends at t=0
-            return torch.cat([out[:, -1, :hidden], out[:, 0, hidden:]], dim=1)  # (B, 2H)
-        return out[:, -1]  # (B, H)
-
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if _jit_tracing():
-            return  # sizes are traced values here: comparing them would bake this example's sizes into the trace
-        if x.dim() != 3 or x.shape[-1] != self.config.input_size:
-            raise ValueError(
-                f"x must have shape (batch, time, {self.config.input_size}); got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor; got dtype {x.dtype}")
-        if x.shape[1] == 0:
-            raise ValueError(f"x must have at least one time step; got shape {tuple(x.shape)}")
-
-    @staticmethod
-    def _check_lengths(lengths: Tensor, x: Tensor) -> Tensor:
-        """``lengths`` as int64 on ``x``'s device, its type and shape checked.
-
-        The values are checked eagerly on the CPU (with the values found), and without a
-        host sync elsewhere (an asynchronous device assert); traced, compiled and exported
-        programs skip the value check (:func:`seqclf.data.as_source` checks a whole dataset
-        once).
-        """
-        if not isinstance(lengths, Tensor):
-            raise TypeError(f"lengths must be a torch.Tensor or None; got {type(lengths).__name__}")
-        if not _jit_tracing() and lengths.shape != (x.shape[0],):
-            raise ValueError(
-                f"lengths must have shape (batch,) = ({x.shape[0]},); got {tuple(lengths.shape)}"
-            )
-        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths must be an integer tensor; got dtype {lengths.dtype}")
-        lengths = lengths.to(device=x.device, dtype=torch.int64)
-        if _tracing() or x.shape[0] == 0:
-            return lengths
-        time_steps = x.shape[1]
-        if lengths.device.type == "cpu":
-            low, high = int(lengths.min()), int(lengths.max())
-            if low < 1 or high > time_steps:
-                raise ValueError(
-                    f"lengths must lie in [1, {time_steps}] (the time dimension of x); "
-                    f"got values from {low} to {high}"
-                )
-        else:
-            valid = ((lengths >= 1) & (lengths <= time_steps)).all()
-            torch._assert_async(valid, f"lengths must lie in [1, {time_steps}] (the time dimension of x)")
-        return lengths
+    @property
+    def rnn(self) -> nn.LSTM | nn.GRU | nn.RNN:
+        """Deprecated: the recurrent layers, now ``model.encoder.rnn``."""
+        warnings.warn(
+            "SequenceClassifier.rnn is deprecated; use model.encoder.rnn", DeprecationWarning, stacklevel=2
+        )
+        return self.encoder.rnn
 
     # ------------------------------------------------------------ streaming
     def initial_state(self, batch_size: int) -> StreamState:
@@ -320,22 +190,20 @@ class SequenceClassifier(nn.Module, SerializableModel):
             ValueError: the model is bidirectional (its backward direction starts at the
                 end of each sequence, which a stream has not reached).
         """
-        self._require_one_direction()
-        positive_int("batch_size", batch_size)
-        weight = self.head.weight
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
-        zeros = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
-        summary: Tensor | None = None
-        if self.config.readout == "mean":
-            summary = zeros.new_zeros((batch_size, self.config.hidden_size))  # (B, H)
-        elif self.config.readout == "max":
-            summary = zeros.new_full((batch_size, self.config.hidden_size), float("-inf"))  # (B, H)
-        return StreamState(zeros, zeros.clone() if self.config.cell == "lstm" else None, 0, summary)
+        return self.encoder.initial_state(batch_size)
 
-    def step(self, x_t: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
+    def step(self, x_t: Tensor, state: StreamState, *, grad: bool = False) -> tuple[Tensor, StreamState]:
         """Read one time step ``x_t`` ``(batch, input_size)``; return the logits so far and the new state.
 
-        After ``t + 1`` steps the logits equal ``model(x[:, : t + 1])`` (in eval mode).
+        After ``t + 1`` steps the logits equal ``model(x[:, : t + 1])`` (in eval mode). The
+        step records no autograd history unless ``grad=True``, so a stream of any length
+        runs in flat memory without ``torch.no_grad()``.
+
+        Args:
+            x_t: ``(batch, input_size)`` floating-point input of one step.
+            state: from :meth:`initial_state` or the previous step.
+            grad: record autograd history through the steps, to train through a stream
+                (the state then holds every step's graph: memory grows with each step).
 
         Example:
             >>> model = SequenceClassifier(3, 8, 2).eval()
@@ -345,61 +213,12 @@ class SequenceClassifier(nn.Module, SerializableModel):
             >>> logits.shape
             torch.Size([1, 2])
         """
-        self._require_one_direction()
-        if not isinstance(state, StreamState):
-            raise TypeError(f"state must be a StreamState from initial_state(); got {type(state).__name__}")
-        batch = state.hidden.shape[1]
-        if not isinstance(x_t, Tensor):
-            raise TypeError(f"x_t must be a torch.Tensor; got {type(x_t).__name__}")
-        if x_t.shape != (batch, self.config.input_size):
-            raise ValueError(
-                f"x_t must have shape (batch, input_size) = ({batch}, {self.config.input_size}) "
-                f"(the state's batch size); got {tuple(x_t.shape)}"
-            )
-        if not x_t.is_floating_point():
-            raise TypeError(f"x_t must be a floating-point tensor; got dtype {x_t.dtype}")
-        if self.normalize is not None:
-            x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
-        out, hidden, cell = self._step_layers(x_t, state)  # out (B, H)
-        steps = state.steps + 1
-        summary = state.summary
-        if self.config.readout == "mean":
-            assert summary is not None
-            summary = summary + out
-            features = summary / steps
-        elif self.config.readout == "max":
-            assert summary is not None
-            summary = torch.maximum(summary, out)
-            features = summary
-        else:
-            features = out
-        return self.forward_head(features), StreamState(hidden, cell, steps, summary)
-
-    def _step_layers(self, x_t: Tensor, state: StreamState) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One step through every layer with the cell kernels (far less overhead than ``self.rnn`` per step)."""
-        layer_input = x_t  # (B, F)
-        hiddens, cells = [], []
-        for layer in range(self.config.num_layers):
-            if layer > 0:
-                layer_input = nn.functional.dropout(layer_input, self.config.dropout, self.training)
-            weights = self._layer_weights(layer, "")
-            if state.cell is not None:
-                h, c = torch.lstm_cell(layer_input, (state.hidden[layer], state.cell[layer]), *weights)
-                cells.append(c)
-            elif self.config.cell == "gru":
-                h = torch.gru_cell(layer_input, state.hidden[layer], *weights)
-            else:
-                h = torch.rnn_tanh_cell(layer_input, state.hidden[layer], *weights)
-            hiddens.append(h)
-            layer_input = h  # (B, H)
-        return layer_input, torch.stack(hiddens), torch.stack(cells) if cells else None
-
-    def _require_one_direction(self) -> None:
-        if self.config.bidirectional:
-            raise ValueError(
-                "streaming needs a one-direction model: a bidirectional model reads each sequence backwards "
-                "from its end, which a stream has not reached; got bidirectional=True"
-            )
+        self.encoder.check_step(x_t, state)
+        with grad_mode(grad):
+            if self.normalize is not None:
+                x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
+            features, state = self.encoder.step(x_t, state, grad=grad)  # (B, H)
+            return self.forward_head(features), state
 
     def extra_repr(self) -> str:
         c = self.config
@@ -411,36 +230,11 @@ class SequenceClassifier(nn.Module, SerializableModel):
         )
 
 
-def _jit_tracing() -> bool:
-    """True while torch.jit.trace (or the TorchScript-based ONNX exporter) records the model."""
-    return bool(torch.jit.is_tracing())  # type: ignore[attr-defined,no-untyped-call]
 
-
-def _tracing() -> bool:
-    """True while torch.jit, torch.compile, torch.export or the ONNX exporter records the model."""
-    return bool(
-        _jit_tracing()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-        or torch.onnx.is_in_onnx_export()
-    )
-
-
-def _positions(x: Tensor) -> Tensor:
-    """Time indices ``0..T-1`` of ``x`` ``(B, T, ...)``, as a ``(1, T)`` tensor."""
-    return torch.arange(x.shape[1], device=x.device)[None, :]  # (1, T)
-
-
-def _reverse_within_lengths(lengths: Tensor, time_steps: int) -> Tensor:
-    """Index ``(B, T)`` that reverses each sequence within its length and keeps the padding after it.
-
-    It is its own inverse, so the same gather also puts reversed outputs back in order.
-    """
-    t = torch.arange(time_steps, device=lengths.device)[None, :]  # (1, T)
-    n = lengths[:, None]  # (B, 1)
-    return torch.where(t < n, n - 1 - t, t)  # (B, T)
-
-
-def _gather_time(x: Tensor, index: Tensor) -> Tensor:
-    """``x[b, index[b, t]]`` for ``x`` ``(B, T, F)`` and ``index`` ``(B, T)``."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # (B, T, F)
+def _rename_legacy_weights(
+    state_dict: dict[str, Any], prefix: str, local_metadata: Any, strict: bool, *args: Any
+) -> None:
+    """``load_state_dict`` pre-hook: older weight names of a :class:`SequenceClassifier` at ``prefix``, renamed."""
+    renamed = rename_legacy_weights(SequenceClassifier.legacy_weight_names, state_dict, prefix)
+    state_dict.clear()
+    state_dict.update(renamed)

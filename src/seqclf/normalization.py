@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from .data import Batch, DatasetSource, LoaderSource, TensorSource, epoch_plan
+if TYPE_CHECKING:  # the model layer does not import the data layer
+    from .data import Batch, DatasetSource, LoaderSource, TensorSource
 
 __all__ = ["Standardize", "fit_standardizers"]
 
@@ -151,6 +153,8 @@ def fit_standardizers(model: nn.Module, source: TensorSource | DatasetSource | L
     ``Trainer.fit`` before the first step of a fresh run; batches are seen as the model
     will see them (after any ``transform``), and padded steps are left out.
     """
+    from .data import LoaderSource, epoch_plan  # trainer-side work, imported only when run
+
     layers = [m for m in model.modules() if isinstance(m, Standardize) and not m.is_fitted]
     if not layers:
         return

@@ -12,6 +12,7 @@ Needs scikit-learn (``pip install "seqclf[sklearn]"``)::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -28,9 +29,8 @@ from torch import Tensor, nn
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
 from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
-from .lstm_fcn import LSTMFCN
-from .model import SequenceClassifier
 from .recipes import SMALL_DATA, SmallDataRecipe
+from .registry import create_model, model_entry
 from .trainer import resolve_device
 
 __all__ = ["SequenceClassifierEstimator"]
@@ -139,34 +139,31 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     # ------------------------------------------------------ the two steps to swap
     def _build_model(self, n_features: int, n_classes: int) -> nn.Module:
-        """A fresh model mapping ``(x (B, T, n_features), lengths)`` to logits ``(B, n_classes)``."""
-        if self.model == "lstm_fcn":
-            lstm_only = {"num_layers": (self.num_layers, 1), "cell": (self.cell, "lstm"),
-                         "bidirectional": (self.bidirectional, False)}
-            changed = {name: value for name, (value, default) in lstm_only.items() if value != default}
-            if changed:
-                raise ValueError(f"{sorted(changed)} apply to model='lstm' only; got {changed} with model='lstm_fcn'")
-            return LSTMFCN(
-                input_size=n_features,
-                num_classes=n_classes,
-                hidden_size=32 if self.hidden_size is None else self.hidden_size,
-                readout=self.readout,  # type: ignore[arg-type]  # checked by LSTMFCNConfig
-                dropout=0.2 if self.dropout is None else self.dropout,
-                normalize=self.normalize,
+        """A fresh model mapping ``(x (B, T, n_features), lengths)`` to logits ``(B, n_classes)``.
+
+        ``model`` is any registered name (:func:`seqclf.list_models`). Each hyperparameter
+        the model takes is passed on, except one left at this estimator's default where the
+        name gives its own (``cell`` for ``"gru"``) and None (the model's default); one the
+        model does not take must stay at this estimator's default.
+        """
+        entry = model_entry(self.model)
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        options: dict[str, Any] = {}
+        refused: dict[str, Any] = {}
+        for name in ("hidden_size", "num_layers", "cell", "bidirectional", "dropout", "readout", "normalize"):
+            value = getattr(self, name)
+            if value is None or (value == defaults[name] and name in entry.defaults):
+                continue
+            if name in entry.options:
+                options[name] = value
+            elif value != defaults[name]:
+                refused[name] = value
+        if refused:
+            raise ValueError(
+                f"{sorted(refused)} do not apply to model={self.model!r} (it takes {sorted(entry.options)}); "
+                f"got {refused}: leave them at their defaults"
             )
-        if self.model == "lstm":
-            return SequenceClassifier(
-                input_size=n_features,
-                hidden_size=64 if self.hidden_size is None else self.hidden_size,
-                num_classes=n_classes,
-                num_layers=self.num_layers,
-                cell=self.cell,  # type: ignore[arg-type]  # checked by ModelConfig
-                bidirectional=self.bidirectional,
-                dropout=0.0 if self.dropout is None else self.dropout,
-                readout=self.readout,  # type: ignore[arg-type]
-                normalize=self.normalize,
-            )
-        raise ValueError(f"model must be 'lstm_fcn' or 'lstm'; got {self.model!r}")
+        return create_model(self.model, input_size=n_features, num_classes=n_classes, **options)
 
     def _train(self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor, seed: int) -> None:
         """Train ``model`` in place on ``x`` ``(N, T, F)``, ``lengths`` ``(N,)`` or None, ``y`` ``(N,)`` int64.
