@@ -19,6 +19,14 @@ def ragged(lengths: list[int], features: int = 3, junk: float = 9.0) -> tuple[li
     return sequences, torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=junk)
 
 
+def test_registered_as_inception_time() -> None:
+    import seqclf
+
+    assert "inception_time" in seqclf.list_models()
+    model = seqclf.create_model("inception_time", input_size=2, num_classes=3, depth=3)
+    assert isinstance(model, InceptionTime) and model.config.depth == 3 and model.config.input_size == 2
+
+
 def test_defaults_are_the_published_network() -> None:
     model = InceptionTime(input_size=1, num_classes=3)
     assert len(model.modules_) == 6 and len(model.shortcuts) == 2
@@ -104,7 +112,8 @@ def test_constructor_validation(kwargs: dict[str, object], message: str) -> None
 @pytest.mark.parametrize(
     ("x", "lengths", "error", "message"),
     [
-        (torch.zeros(2, 5, 4), None, ValueError, r"x must have shape \(batch, time >= 1, 3\); got \(2, 5, 4\)"),
+        (torch.zeros(2, 5, 4), None, ValueError, r"x must have shape \(batch, time, 3\); got \(2, 5, 4\)"),
+        (torch.zeros(2, 0, 3), None, ValueError, r"x must have at least one time step; got shape \(2, 0, 3\)"),
         (torch.zeros(2, 5, 3, dtype=torch.int64), None, TypeError, "x must be a floating-point tensor"),
         (torch.zeros(2, 5, 3), torch.tensor([5, 6]), ValueError, r"lengths must lie in \[1, 5\]"),
     ],

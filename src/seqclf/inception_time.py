@@ -25,9 +25,10 @@ from torch.nn import functional as F
 
 from ._checks import boolean, config_from_dict, fraction, positive_int
 from ._model_record import rebuild_model
+from .encoders import check_input, check_lengths
 from .lstm_fcn import MaskedBatchNorm1d
-from .model import SequenceClassifier
 from .normalization import Standardize
+from .registry import register_model
 from .serialization import SerializableModel
 
 __all__ = ["InceptionTime", "InceptionTimeConfig"]
@@ -127,6 +128,7 @@ class _Shortcut(nn.Module):
         return out
 
 
+@register_model("inception_time")
 class InceptionTime(nn.Module, SerializableModel):
     """InceptionTime time-series classifier (one network of the published ensemble); returns logits.
 
@@ -221,17 +223,10 @@ class InceptionTime(nn.Module, SerializableModel):
 
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The encoding ``(batch, num_features)``: the last module's output averaged over valid steps."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.dim() != 3 or x.shape[-1] != self.config.input_size or x.shape[1] == 0:
-            raise ValueError(
-                f"x must have shape (batch, time >= 1, {self.config.input_size}); got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor; got dtype {x.dtype}")
+        check_input(x, self.config.input_size)
         mask = None
         if lengths is not None:  # nothing branches on its values: no host sync, traceable
-            lengths = SequenceClassifier._check_lengths(lengths, x)  # int64 on x.device
+            lengths = check_lengths(lengths, x)  # int64 on x.device
             mask = (torch.arange(x.shape[1], device=x.device) < lengths[:, None]).unsqueeze(1)  # (B, 1, T)
         if self.normalize is not None:
             x = self.normalize(x, lengths)  # (B, T, F)
