@@ -168,3 +168,11 @@ def test_exports_to_onnx_equal_to_eager_on_padded_input(tmp_path: Path, one_thre
         lengths = torch.randint(1, time + 1, (batch,))
         (logits,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})
         torch.testing.assert_close(torch.from_numpy(logits), model(x, lengths).detach(), atol=1e-4, rtol=0)
+
+
+def test_streaming_is_refused_with_what_to_do_instead() -> None:
+    model = InceptionTime(3, 2, **SMALL)
+    with pytest.raises(NotImplementedError, match=r"cannot stream.*model\(x\[:, : t \+ 1\]\) instead"):
+        model.initial_state(2)
+    with pytest.raises(NotImplementedError, match="cannot stream"):
+        model.step(torch.zeros(2, 3), None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NoReturn, cast
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,12 @@ from .registry import register_model
 from .serialization import SerializableModel
 
 __all__ = ["InceptionTime", "InceptionTimeConfig"]
+
+_NO_STREAMING = (
+    "InceptionTime cannot stream one step at a time: its convolutions read the steps after each step "
+    "('same' padding), which a stream has not reached; classify the sequence so far with "
+    "model(x[:, : t + 1]) instead, or stream a one-direction SequenceClassifier (model.step)"
+)
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,18 @@ class InceptionTime(nn.Module, SerializableModel):
         if mask is None or lengths is None:
             return h.mean(dim=2)  # (B, W)
         return h.sum(dim=2) / lengths[:, None].to(h.dtype)  # (B, W); padded steps are zero
+
+    def initial_state(self, batch_size: int) -> NoReturn:
+        """Refused: InceptionTime cannot stream (see :meth:`step`)."""
+        raise NotImplementedError(_NO_STREAMING)
+
+    def step(self, x_t: Tensor, state: object, *, grad: bool = False) -> NoReturn:
+        """Refused: each convolution reads steps after the current one, which a stream has not reached.
+
+        Raises:
+            NotImplementedError: always; the message says what to do instead.
+        """
+        raise NotImplementedError(_NO_STREAMING)
 
     def extra_repr(self) -> str:
         c = self.config
