@@ -25,6 +25,10 @@ def test_registered_as_inception_time() -> None:
     assert "inception_time" in seqclf.list_models()
     model = seqclf.create_model("inception_time", input_size=2, num_classes=3, depth=3)
     assert isinstance(model, InceptionTime) and model.config.depth == 3 and model.config.input_size == 2
+    small = seqclf.create_model("inception_time_small", input_size=1, num_classes=3)
+    assert isinstance(small, InceptionTime)
+    assert (small.config.filters, small.config.bottleneck, small.config.depth) == (16, 16, 3)
+    assert len(small.shortcuts) == 1 and small.num_features == 64
 
 
 def test_defaults_are_the_published_network() -> None:

@@ -134,6 +134,7 @@ class _Shortcut(nn.Module):
         return out
 
 
+@register_model("inception_time_small", filters=16, bottleneck=16, depth=3)
 @register_model("inception_time")
 class InceptionTime(nn.Module, SerializableModel):
     """InceptionTime time-series classifier (one network of the published ensemble); returns logits.
