@@ -43,8 +43,9 @@ import torch
 from torch import Tensor, nn
 
 import seqclf
+from seqclf.batching import epoch_plan
 from seqclf.callbacks import Callback, PeriodicEvaluation
-from seqclf.data import TensorSequenceDataset, epoch_plan
+from seqclf.data import TensorSequenceDataset
 from seqclf.recipes import FAST, TUTORIAL, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent

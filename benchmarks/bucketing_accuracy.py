@@ -2,7 +2,7 @@
 
 Trains ``SequenceClassifier(F, 64, C)`` (one LSTM layer, last-step readout) on the UCR/UEA
 unequal-length datasets bundled with aeon, over several seeds, once with shuffled batches
-and once with :class:`seqclf.data.LengthBucketing`, and prints the accuracies side by side.
+and once with :class:`seqclf.batching.LengthBucketing`, and prints the accuracies side by side.
 
     python benchmarks/bucketing_accuracy.py --seeds 5
 """
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import seqclf
-from seqclf.data import LengthBucketing
+from seqclf.batching import LengthBucketing
 
 DATASETS = {"JapaneseVowels": 50, "PickupGestureWiimoteZ": 100}  # name: epochs
 

@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import seqclf
 from seqclf import SequenceClassifier
-from seqclf.data import LengthBucketing
+from seqclf.batching import LengthBucketing
 
 
 def packed_features(self: SequenceClassifier, x: Tensor, lengths: Tensor | None = None) -> Tensor:

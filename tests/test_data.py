@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from seqclf import TensorSequenceDataset, image_rows_as_sequence, pad_sequences
+from seqclf.batching import epoch_plan
 from seqclf.data import (
     DatasetSource,
     LoaderSource,
@@ -15,26 +16,9 @@ from seqclf.data import (
     as_source,
     channels_last,
     collate_sequences,
-    epoch_plan,
 )
 
 CPU = torch.device("cpu")
-
-
-def test_epoch_plan_covers_every_index_once_and_depends_only_on_seed_and_epoch() -> None:
-    plan = epoch_plan(10, 4, seed=3, epoch=1)
-    assert [len(b) for b in plan] == [4, 4, 2]
-    assert sorted(torch.cat(plan).tolist()) == list(range(10))
-    assert all(torch.equal(a, b) for a, b in zip(plan, epoch_plan(10, 4, seed=3, epoch=1), strict=True))
-    assert not torch.equal(torch.cat(plan), torch.cat(epoch_plan(10, 4, seed=3, epoch=2)))
-    assert torch.equal(torch.cat(epoch_plan(5, 2, seed=None)), torch.arange(5))
-
-
-def test_epoch_plan_shards_global_batches_across_ranks() -> None:
-    whole = epoch_plan(10, 4, seed=1)
-    ranks = [epoch_plan(10, 2, seed=1, rank=r, world_size=2) for r in range(2)]
-    for global_batch, part0, part1 in zip(whole, *ranks, strict=True):
-        assert torch.equal(torch.cat([part0, part1]), global_batch)
 
 
 def test_pad_sequences() -> None:
@@ -143,42 +127,6 @@ def test_tensor_dataset_validation() -> None:
         TensorSequenceDataset("ab", torch.zeros(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lengths must have shape \(3,\); got \(2,\)"):
         TensorSequenceDataset(torch.zeros(3, 2, 2), torch.zeros(3), lengths=torch.ones(2))
-
-
-# ------------------------------------------------------------------ length bucketing
-def test_bucketed_plan_covers_every_index_once_and_is_a_function_of_seed_epoch_and_lengths() -> None:
-    from seqclf.data import LengthBucketing, bucketed_epoch_plan
-
-    lengths = torch.randint(1, 100, (103,))
-    plan = bucketed_epoch_plan(lengths, 8, pool=4, seed=5, epoch=2)
-    assert sorted(torch.cat(plan).tolist()) == list(range(103))
-    assert [len(b) for b in plan][-1] == 103 % 8  # the smaller batch stays last
-    again = LengthBucketing(pool=4).plan(lengths.clone(), 8, seed=5, epoch=2)
-    assert all(torch.equal(a, b) for a, b in zip(plan, again, strict=True))
-    assert not torch.equal(torch.cat(plan), torch.cat(bucketed_epoch_plan(lengths, 8, pool=4, seed=5, epoch=3)))
-    # batches of similar lengths: far less padding than shuffled batches
-    def padding(batches: list[torch.Tensor]) -> int:
-        return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches)
-
-    assert padding(plan) < padding(epoch_plan(103, 8, seed=5, epoch=2)) / 3
-
-
-def test_bucketed_plan_shards_global_batches_across_ranks() -> None:
-    from seqclf.data import bucketed_epoch_plan
-
-    lengths = torch.randint(1, 50, (40,))
-    whole = bucketed_epoch_plan(lengths, 8, seed=1, pool=2)
-    ranks = [bucketed_epoch_plan(lengths, 4, seed=1, pool=2, rank=r, world_size=2) for r in range(2)]
-    for batch, part0, part1 in zip(whole, *ranks, strict=True):
-        assert torch.equal(torch.cat([part0, part1]), batch)
-
-
-@pytest.mark.parametrize("pool", [0, -1, 1.5, True])
-def test_length_bucketing_validation(pool: object) -> None:
-    from seqclf.data import LengthBucketing
-
-    with pytest.raises(ValueError, match=f"pool must be a positive int; got {pool!r}"):
-        LengthBucketing(pool=pool)  # type: ignore[arg-type]
 
 
 def test_collated_batches_with_lengths_are_trimmed_to_their_longest_sequence() -> None:

@@ -158,7 +158,45 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     trainer.fit(task(99))
     results["uneven_99"] = (trainer.state.step, trainer.model.state_dict())
 
+    # SmallDataRecipe's budget is the job's optimizer steps: 40 steps of global batches of 32, the schedule run out
+    trainer = small_data_run()
+    results["small_data"] = (trainer.state.step, trainer.epochs, small_data_lr(trainer))
+
+    # the input standardisation of a DataLoader + DistributedSampler: fitted over every rank's share
+    seqclf.seed_everything(0)
+    x, y = shifted_task()
+    dataset = TensorDataset(x, y)
+    loader = DataLoader(dataset, batch_size=8, sampler=DistributedSampler(dataset, shuffle=False))
+    trainer = seqclf.Trainer(seqclf.SequenceClassifier(3, 8, 2, normalize=True), epochs=1, batch_size=8, seed=1,
+                             device="cpu")
+    trainer.fit(loader)
+    assert trainer.model.normalize is not None
+    results["standardize"] = (trainer.model.normalize.mean.clone(), trainer.model.normalize.scale.clone())
+
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+
+
+def small_data_run() -> seqclf.Trainer:
+    """SmallDataRecipe on 64 sequences, 40 steps at least, no validation split."""
+    seqclf.seed_everything(0)
+    recipe = seqclf.recipes.SmallDataRecipe(batch_size=PER_RANK_BATCH, min_steps=40, min_epochs=1, val_fraction=0.0)
+    x, y = task(64)
+    return recipe.fit(new_model(), x, y, seed=0, device="cpu", progress=False)
+
+
+def small_data_lr(trainer: seqclf.Trainer) -> tuple[int, int, float]:
+    """The schedule's total steps, the steps it took, and the rate it ended at."""
+    [schedule] = [c for c in trainer.callbacks if isinstance(c, seqclf.callbacks.LRScheduler)]
+    scheduler = schedule.scheduler
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+    return scheduler.total_steps, scheduler.last_epoch, trainer.optimizer.param_groups[0]["lr"]
+
+
+def shifted_task() -> tuple[torch.Tensor, torch.Tensor]:
+    """Even items around +10, odd ones around -10: an unshuffled DistributedSampler gives each rank one kind."""
+    x, y = task(64)
+    x = x * 2.0 + torch.where(torch.arange(64) % 2 == 0, 10.0, -10.0)[:, None, None]
+    return x, y
 
 
 def _free_port() -> int:
@@ -325,6 +363,30 @@ def test_an_uneven_last_global_batch_keeps_the_equivalence_with_one_process(rank
             torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5)
 
 
+def test_small_data_recipe_takes_its_whole_step_budget_and_schedule_under_two_processes(
+    ranks: list[dict[str, Any]]
+) -> None:
+    alone = small_data_run()  # 64 sequences in batches of 16: 4 steps an epoch, 10 epochs
+    assert alone.state.step == 40 and small_data_lr(alone)[:2] == (40, 40)
+    for result in ranks:
+        steps, epochs, (total, taken, lr) = result["small_data"]
+        assert (steps, epochs) == (40, 20)  # global batches of 32: 2 steps an epoch, so twice the epochs
+        assert (total, taken) == (40, 40)  # the one-cycle schedule ran to its end
+        assert lr == pytest.approx(small_data_lr(alone)[2], rel=1e-9) and lr < 1e-5  # annealed from 3e-3
+
+
+def test_the_standardisation_of_a_sharded_dataloader_is_fitted_on_every_ranks_share(
+    ranks: list[dict[str, Any]]
+) -> None:
+    x, _ = shifted_task()
+    steps = x.double().reshape(-1, 3)  # (64 * 6, 3): all the data's time steps
+    for result in ranks:  # rank 0 alone holds the +10 items, rank 1 the -10 ones: the whole has mean ~0
+        mean, scale = result["standardize"]
+        torch.testing.assert_close(mean, steps.mean(dim=0).float(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(scale, steps.std(dim=0, correction=0).float(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(ranks[0]["standardize"][0], ranks[1]["standardize"][0])
+
+
 def test_only_rank_0_writes_checkpoints_and_shows_a_progress_bar(ranks: list[dict[str, Any]], ddp_dir: Path) -> None:
     assert (ddp_dir / "dropout-rank0" / checkpoint_name(CROSS_STEP)).is_file()
     assert not (ddp_dir / "dropout-rank1").exists()  # rank 1 neither made its directory nor wrote
@@ -371,18 +433,6 @@ def test_setup_refuses_a_device_the_backends_cannot_reduce() -> None:
     with pytest.raises(ValueError) as info:
         distributed.setup(torch.device("mps"), distributed.DistributedEnv(0, 0, 2))
     assert str(info.value) == "device must be CPU or CUDA to train on 2 processes; got 'mps'"
-
-
-@pytest.mark.parametrize(
-    ("size", "batch_size", "world_size", "steps"),
-    [(96, 16, 2, 3), (97, 16, 2, 3), (98, 16, 2, 4), (10, 4, 3, 1), (12, 4, 3, 1), (13, 4, 3, 1), (15, 4, 3, 2), (5, 8, 1, 1)],
-)
-def test_steps_per_epoch_leaves_no_rank_without_a_part(size: int, batch_size: int, world_size: int, steps: int) -> None:
-    assert distributed.steps_per_epoch(size, batch_size, world_size) == steps
-    plans = [seqclf.data.epoch_plan(size, batch_size, seed=0, rank=rank, world_size=world_size)
-             for rank in range(world_size)]
-    assert all(len(part) > 0 for plan in plans for part in plan[:steps])
-    assert sum(len(part) for plan in plans for part in plan[:steps]) >= size - world_size + 1
 
 
 def test_alone_the_helpers_are_the_single_process_answers() -> None:

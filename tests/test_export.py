@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -132,3 +134,75 @@ def test_compiled_forward_has_no_graph_breaks_when_dynamo_may_trace_rnns(monkeyp
     explanation = torch._dynamo.explain(model)(torch.randn(2, 6, 3), torch.tensor([6, 3]))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     torch._dynamo.reset()
+
+
+def _five_lines(path: Path, X: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The user's ONNX Runtime code of docs/deploying.md, without seqclf."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    classes = np.array(json.loads(session.get_modelmeta().custom_metadata_map["classes"]))
+    (proba,) = session.run(["probabilities"], {"x": X, "lengths": lengths})
+    labels: np.ndarray = classes[proba.argmax(axis=1)]
+    return labels
+
+
+@pytest.mark.parametrize(("layout", "model"), [(None, "lstm_fcn"), ("nct", "lstm"), ("ntc", "lstm")])
+def test_a_fitted_estimator_exports_with_its_layout_and_labels(
+    tmp_path: Path, one_thread: None, layout: str | None, model: str
+) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    pytest.importorskip("sklearn", reason="the estimator needs scikit-learn (seqclf[sklearn])")
+    from seqclf.export import to_onnx
+    from seqclf.sklearn import SequenceClassifierEstimator
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["walk", "run", "sit"])[np.arange(30) % 3]
+    sequences = [rng.normal(size=(2, int(rng.integers(4, 10)))) + (labels[i] == "run") for i in range(30)]  # (C, T_i)
+    if layout == "ntc":
+        sequences = [s.T for s in sequences]  # (T_i, C)
+    clf = SequenceClassifierEstimator(layout=layout, model=model, hidden_size=6, min_steps=10,  # type: ignore[arg-type]
+                                      random_state=0, device="cpu").fit(sequences, labels)
+    path = to_onnx(clf, tmp_path / "clf.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x", "lengths"]
+    assert session.get_inputs()[0].type == "tensor(double)"  # numpy's default float64 goes in as it is
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["classes"]) == ["run", "sit", "walk"] == clf.classes_.tolist()
+    assert metadata["layout"] == ("ntc" if layout == "ntc" else "nct") and metadata["n_features_in"] == "2"
+
+    lengths = np.array([len(s) if layout == "ntc" else s.shape[1] for s in sequences])
+    longest = int(lengths.max())
+    padded = np.full((30, longest, 2) if layout == "ntc" else (30, 2, longest), 9.0)  # junk in the padding
+    for i, s in enumerate(sequences):
+        if layout == "ntc":
+            padded[i, : len(s)] = s
+        else:
+            padded[i, :, : s.shape[1]] = s
+    (proba,) = session.run(["probabilities"], {"x": padded, "lengths": lengths})
+    np.testing.assert_allclose(proba, clf.predict_proba(sequences), atol=1e-5, rtol=0)
+    assert np.array_equal(_five_lines(path, padded, lengths), clf.predict(sequences))
+    with pytest.raises(Exception, match=r"expected: \(tensor\(double\)\)"):  # float32: ONNX Runtime names the type
+        session.run(["probabilities"], {"x": padded.astype(np.float32), "lengths": lengths})
+
+
+def test_estimator_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="ONNX export is the optional extra seqclf[onnx]")
+    pytest.importorskip("sklearn", reason="the estimator needs scikit-learn (seqclf[sklearn])")
+    from seqclf.export import to_onnx
+    from seqclf.sklearn import SequenceClassifierEstimator
+
+    with pytest.raises(ValueError, match=r"model must be a fitted SequenceClassifierEstimator \(call fit first\)"):
+        to_onnx(SequenceClassifierEstimator(), tmp_path / "clf.onnx")
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module or a fitted SequenceClassifierEstimator; got str"):
+        to_onnx("model.pt", tmp_path / "clf.onnx")
+    x = np.random.default_rng(0).normal(size=(8, 1, 5))
+    clf = SequenceClassifierEstimator(model="lstm", hidden_size=4, min_steps=2, random_state=0, device="cpu")
+    clf.fit(x, np.arange(8) % 2)
+    path = tmp_path / "clf.onnx"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
+        to_onnx(clf, path)
+    assert path.read_bytes() == b"precious"
+    assert to_onnx(clf, path, overwrite=True) == path and path.stat().st_size > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.onnx"]

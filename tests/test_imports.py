@@ -60,8 +60,9 @@ def test_no_module_imports_itself_through_others() -> None:
 
 
 def test_the_layers_import_only_downwards() -> None:
-    assert not {"checkpoint", "trainer", "callbacks", "progress", "recipes"} & reachable("model")
-    assert not {"data", "trainer", "callbacks"} & (reachable("encoders") | reachable("registry") | {"encoders", "registry"})
+    assert not {"checkpoint", "trainer", "callbacks", "progress", "recipes", "data", "batching"} & reachable("model")
+    assert not {"data", "batching", "trainer"} & reachable("normalization")
+    assert not {"data", "batching", "trainer", "callbacks"} & (reachable("encoders") | reachable("registry") | {"encoders", "registry"})
     assert not {"model", "trainer", "callbacks", "progress", "recipes", "data"} & reachable("checkpoint")
 
 

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 import seqclf
-from seqclf.normalization import Standardize, fit_standardizers
+from seqclf.normalization import Standardize
 
 CPU = torch.device("cpu")
 
@@ -68,34 +67,14 @@ def test_statistics_are_buffers_saved_in_the_state_dict() -> None:
     assert fresh.is_fitted and torch.equal(fresh.mean, layer.mean)
 
 
-def test_fit_standardizers_streams_every_kind_of_source_to_the_same_statistics() -> None:
-    x, y = torch.randn(50, 5, 2) * 3 + 1, torch.randint(0, 2, (50,))
-    lengths = torch.randint(1, 6, (50,))
-    expected = Standardize(2).fit(x, lengths)
-    sources = [
-        seqclf.data.as_source((x, lengths, y), CPU),
-        seqclf.data.as_source(DataLoader(TensorDataset(x, lengths, y), batch_size=7), CPU),
-    ]
-    for source in sources:
-        model = seqclf.SequenceClassifier(2, 4, 2, normalize=True)
-        fit_standardizers(model, source)
-        assert model.normalize is not None and model.normalize.is_fitted
-        torch.testing.assert_close(model.normalize.mean, expected.mean)
-        torch.testing.assert_close(model.normalize.scale, expected.scale)
+def test_fit_standardizers_moved_to_input_statistics_and_the_old_name_warns() -> None:
+    from seqclf import input_statistics
 
-
-def test_fit_standardizers_reads_nothing_without_unfitted_layers_and_refuses_other_widths() -> None:
-    class Exploding:
-        def __len__(self) -> int:
-            return 1
-
-        def batches(self, plan: object) -> None:
-            raise AssertionError("the data must not be read")
-
-    fit_standardizers(seqclf.SequenceClassifier(2, 4, 2), Exploding())  # type: ignore[arg-type]
-    model = torch.nn.Sequential(Standardize(3))
-    with pytest.raises(ValueError, match=r"must take the input's 2 features .* got layers of \[3\] features"):
-        fit_standardizers(model, seqclf.data.as_source((torch.randn(4, 3, 2), torch.zeros(4, dtype=torch.long)), CPU))
+    with pytest.warns(DeprecationWarning, match="seqclf.normalization.fit_standardizers has moved to seqclf.input_st"):
+        old = seqclf.normalization.fit_standardizers
+    assert old is input_statistics.fit_standardizers
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        seqclf.normalization.no_such_name  # noqa: B018
 
 
 def test_trainer_fits_the_model_standardisation_on_a_fresh_run_but_not_on_resume(tmp_path: Path, one_thread: None) -> None:

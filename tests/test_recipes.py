@@ -78,6 +78,17 @@ def test_small_data_budget_is_in_steps_with_a_floor_in_epochs() -> None:
     assert recipe.epochs(16_000) == 30  # 1000 steps per epoch: the epoch floor decides
 
 
+def test_small_data_budget_counts_the_jobs_steps_on_several_processes() -> None:
+    recipe = SmallDataRecipe(batch_size=16, min_steps=40, min_epochs=1)
+    assert recipe.epochs(64) == 10 and recipe.epochs(64, world_size=2) == 20  # 4 steps an epoch alone, 2 on two
+    [schedule] = recipe.callbacks(64, validation=False, world_size=2)
+    assert isinstance(schedule, LRScheduler)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    assert schedule.factory(optimizer).total_steps == 40  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"train_size must be at least the number of processes \(2\) .*; got 1"):
+        recipe.epochs(1, world_size=2)
+
+
 def test_small_data_split_is_stratified_seeded_and_needs_enough_sequences() -> None:
     y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10 + [3])
     recipe = SmallDataRecipe(val_fraction=0.2, min_val_size=10)

@@ -421,7 +421,7 @@ def test_loss_fn_must_be_a_loss_instance_or_function(loss_fn: object) -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
-    from seqclf.data import LengthBucketing
+    from seqclf.batching import LengthBucketing
 
     def run(directory: Path) -> tuple[seqclf.Trainer, tuple[list[torch.Tensor], torch.Tensor]]:
         seqclf.seed_everything(0)
@@ -444,7 +444,7 @@ def test_length_bucketing_trains_and_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_length_bucketing_says_when_it_cannot_apply(caplog: pytest.LogCaptureFixture) -> None:
-    from seqclf.data import LengthBucketing
+    from seqclf.batching import LengthBucketing
 
     class Items(Dataset[tuple[torch.Tensor, int]]):
         def __len__(self) -> int:

@@ -89,3 +89,42 @@ class LoaderOrder:
         """Put every generator back where it was at the start of ``epoch`` (``states``: the user's)."""
         self.generator.manual_seed(epoch_seed(seed, epoch, rank))
         self.set_user_states(states)
+
+
+class LoaderReplay:
+    """A trainer's record of its ``DataLoader``'s generators, from epoch to epoch and through a resume.
+
+    Attributes:
+        order: the generators of the last ``fit``'s ``DataLoader`` (None: no ``DataLoader``).
+        epoch_states: the user's generators' states at the current epoch's start.
+        resume_states: their states in a loaded checkpoint, until the next epoch starts.
+    """
+
+    def __init__(self) -> None:
+        self.order: LoaderOrder | None = None
+        self.epoch_states: list[torch.Tensor] = []
+        self.resume_states: list[torch.Tensor] | None = None
+
+    def begin_epoch(self, seed: int, epoch: int, rank: int, done: int) -> None:
+        """Set the generators for ``epoch``: fresh at its start, replayed when ``done`` batches are past."""
+        if self.order is None:
+            return
+        if done == 0:
+            if self.resume_states is not None:  # a resume at an epoch's start
+                self.order.set_user_states(self.resume_states)
+            self.epoch_states = self.order.start_epoch(seed, epoch, rank)
+        else:
+            self.order.replay_epoch(seed, epoch, rank, self.epoch_states)
+        self.resume_states = None
+
+    def states(self) -> dict[str, list[torch.Tensor]]:
+        """The states a checkpoint keeps: at the epoch's start and now."""
+        return {
+            "loader_epoch_start": list(self.epoch_states),
+            "loader_now": [] if self.order is None else self.order.user_states(),
+        }
+
+    def restore(self, states: dict[str, Any]) -> None:
+        """Take the states of :meth:`states` from a checkpoint (applied when the next epoch starts)."""
+        self.epoch_states = list(states.get("loader_epoch_start", []))
+        self.resume_states = list(states.get("loader_now", [])) or None

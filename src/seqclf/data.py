@@ -10,6 +10,7 @@ floating-point sequences are converted to the model's dtype once per dataset.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from . import batching as _batching
 
 logger = logging.getLogger(__name__)
 
@@ -599,113 +602,17 @@ class _Checker:
             )
 
 
-def epoch_plan(
-    size: int,
-    batch_size: int,
-    *,
-    seed: int | None,
-    epoch: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[Tensor]:
-    """The index batches of one epoch: shuffled by ``(seed, epoch)``, or in order when seed is None.
-
-    The permutation depends only on ``seed`` and ``epoch`` (as with
-    ``DistributedSampler``), so a resumed run or another rank rebuilds the same order
-    without carrying generator state. With ``world_size > 1`` each global batch of
-    ``batch_size * world_size`` indices is split into disjoint per-rank parts.
-    """
-    if seed is None:
-        order = torch.arange(size)
-    else:
-        generator = torch.Generator().manual_seed(seed + epoch * 1_000_003)
-        order = torch.randperm(size, generator=generator)
-    step = batch_size * world_size
-    plan = []
-    for start in range(0, size, step):
-        chunk = order[start : start + step]
-        part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
-        if len(part) > 0:
-            plan.append(part)
-    return plan
+_MOVED_TO_BATCHING = ("LengthBucketing", "bucketed_epoch_plan", "epoch_plan")
 
 
-@dataclass(frozen=True)
-class LengthBucketing:
-    """Batch training sequences of similar lengths together, for speed on variable-length data.
-
-    Give it to the trainer as ``Trainer(..., batching=LengthBucketing())``. Each epoch the
-    sequences are shuffled by ``(seed, epoch)`` as in :func:`epoch_plan`; each run of
-    ``pool`` consecutive batches is then sorted by length and cut into batches, and the
-    batches are shuffled. Every batch is trimmed to its own longest sequence, so a batch of
-    short sequences costs little. The plan is a pure function of ``(seed, epoch, lengths)``,
-    so a resumed run replays it exactly.
-
-    It applies to in-memory training data with lengths (tensors, or a list of sequences);
-    equal-length data has nothing to bucket.
-
-    Args:
-        pool: batches sorted together; larger pools give tighter buckets and less random
-            batches.
-    """
-
-    pool: int = 50
-
-    def __post_init__(self) -> None:
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 1:
-            raise ValueError(f"pool must be a positive int; got {self.pool!r}")
-
-    def plan(
-        self,
-        lengths: Tensor,
-        batch_size: int,
-        *,
-        seed: int | None,
-        epoch: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> list[Tensor]:
-        """The index batches of one epoch; see :func:`bucketed_epoch_plan`."""
-        return bucketed_epoch_plan(
-            lengths, batch_size, pool=self.pool, seed=seed, epoch=epoch, rank=rank, world_size=world_size
+def __getattr__(name: str) -> Any:
+    """The names that moved to :mod:`seqclf.batching`, still served here with a DeprecationWarning."""
+    if name in _MOVED_TO_BATCHING:
+        warnings.warn(
+            f"seqclf.data.{name} has moved to seqclf.batching.{name}; import it from there "
+            "(the old name will be removed in a future release)",
+            DeprecationWarning,
+            stacklevel=2,
         )
-
-
-def bucketed_epoch_plan(
-    lengths: Tensor,
-    batch_size: int,
-    *,
-    pool: int = 50,
-    seed: int | None,
-    epoch: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[Tensor]:
-    """Index batches of sequences of similar ``lengths`` ``(N,)``, shuffled by ``(seed, epoch)``.
-
-    Like :func:`epoch_plan` (each index once per epoch, global batches of
-    ``batch_size * world_size`` split into disjoint per-rank parts), but each pool of
-    ``pool`` global batches is sorted by length before it is cut, and the order of the full
-    batches is shuffled (a last, smaller batch stays last). With ``seed=None`` nothing is
-    shuffled.
-    """
-    lengths = lengths.to("cpu", torch.int64)
-    size = len(lengths)
-    generator = None if seed is None else torch.Generator().manual_seed(seed + epoch * 1_000_003)
-    order = torch.arange(size) if generator is None else torch.randperm(size, generator=generator)
-    step = batch_size * world_size
-    batches: list[Tensor] = []
-    for start in range(0, size, step * pool):
-        chunk = order[start : start + step * pool]
-        by_length = torch.sort(lengths[chunk], descending=True, stable=True).indices
-        batches.extend(torch.split(chunk[by_length], step))
-    full = [batch for batch in batches if len(batch) == step]
-    partial = [batch for batch in batches if len(batch) < step]
-    if generator is not None:
-        full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-    plan = []
-    for chunk in full + partial:
-        part = chunk.tensor_split(world_size)[rank] if world_size > 1 else chunk
-        if len(part) > 0:
-            plan.append(part)
-    return plan
+        return getattr(_batching, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

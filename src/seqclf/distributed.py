@@ -16,6 +16,7 @@ import atexit
 import gc
 import logging
 import os
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+
+from . import batching
 
 __all__ = ["DistributedEnv", "barrier", "environment", "is_main_process", "rank", "world_size"]
 
@@ -84,6 +87,41 @@ def _env_int(name: str, default: int | None = None) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"{name} must be an int; got {value!r}") from None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; anything else is passed to ``torch.device``."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device; got {type(device).__name__}")
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}") from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device must be one this machine has; got {device!r}, but torch finds no CUDA device "
+                             "(device='auto' picks the best available)")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device must be one this machine has; got {device!r}, but it has {count} CUDA "
+                             f"device(s): cuda:0 to cuda:{count - 1}")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device must be one this machine has; got {device!r}, but MPS is not available "
+                         "(device='auto' picks the best available)")
+    return resolved
+
+
+def setup_device(device: str | torch.device) -> tuple[torch.device, DistributedEnv | None]:
+    """This process's training device, and its data-parallel job (after joining its process group) or None."""
+    env = environment()
+    resolved = resolve_device(device)
+    return (resolved, None) if env is None else (setup(resolved, env), env)
 
 
 def setup(device: torch.device, env: DistributedEnv) -> torch.device:
@@ -182,6 +220,14 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
     return tensor if size == 1 else all_reduce_sum(tensor.float()) / size
 
 
+def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums of ``values`` over all ranks, in one all-reduce on ``device`` (``values`` when alone)."""
+    if world_size() == 1:
+        return values
+    summed = all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=device))
+    return [float(value) for value in summed.tolist()]
+
+
 def any_rank(*flags: bool) -> tuple[bool, ...]:
     """For each flag, True on every rank if it is true on any rank (one all-reduce for all).
 
@@ -219,16 +265,14 @@ def barrier() -> None:
 
 
 def steps_per_epoch(size: int, batch_size: int, world_size: int) -> int:
-    """Optimizer steps every rank takes in an epoch of ``size`` sequences.
-
-    Each step consumes one global batch of up to ``batch_size * world_size`` sequences
-    split across the ranks (see :func:`seqclf.data.epoch_plan`). A last global batch of
-    fewer than ``world_size`` sequences would leave some rank without a part, and DDP
-    needs every rank to step together, so it is skipped (at most ``world_size - 1``
-    sequences per epoch; the next epoch reshuffles).
-    """
-    full, rest = divmod(size, batch_size * world_size)
-    return full + (1 if rest >= world_size else 0)
+    """Deprecated: use :func:`seqclf.batching.steps_per_epoch`, the one place for step counts."""
+    warnings.warn(
+        "seqclf.distributed.steps_per_epoch has moved to seqclf.batching.steps_per_epoch; import it from there "
+        "(the old name will be removed in a future release)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return batching.steps_per_epoch(size, batch_size, world_size)
 
 
 def has_distributed_sampler(loader: DataLoader[object]) -> bool:

@@ -7,21 +7,19 @@ that holds one needs no separate preprocessing at prediction time.
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # the model layer does not import the data layer
-    from .data import Batch, DatasetSource, LoaderSource, TensorSource
-
-__all__ = ["Standardize", "fit_standardizers"]
+__all__ = ["Standardize"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 4096  # sequences per step of the statistics pass (bounds the float64 copy)
+_CHUNK = 4096  # sequences per step of Standardize.fit (bounds the float64 copy)
 
 
 class Standardize(nn.Module):
@@ -146,35 +144,15 @@ class _Moments:
         return self.mean.cpu(), (self.m2 / self.count).sqrt().cpu()
 
 
-def fit_standardizers(model: nn.Module, source: TensorSource | DatasetSource | LoaderSource) -> None:
-    """Fit every unfitted :class:`Standardize` in ``model`` on all of ``source``'s sequences.
-
-    A no-op (the data is not read) when the model has none left to fit. Called by
-    ``Trainer.fit`` before the first step of a fresh run; batches are seen as the model
-    will see them (after any ``transform``), and padded steps are left out.
-    """
-    from .data import LoaderSource, epoch_plan  # trainer-side work, imported only when run
-
-    layers = [m for m in model.modules() if isinstance(m, Standardize) and not m.is_fitted]
-    if not layers:
-        return
-    features = {layer.num_features for layer in layers}
-    plan = None if isinstance(source, LoaderSource) else epoch_plan(len(source), _CHUNK, seed=None)
-    batches: Iterable[Batch] = source.batches(plan)
-    moments: _Moments | None = None
-    for batch in batches:
-        if moments is None:
-            if features != {batch.x.shape[-1]}:
-                raise ValueError(
-                    f"every unfitted Standardize in the model must take the input's {batch.x.shape[-1]} features "
-                    f"to be fitted on the training data; got layers of {sorted(features)} features "
-                    "(fit those yourself with Standardize.fit before training)"
-                )
-            moments = _Moments(batch.x.shape[-1])
-        moments.update(batch.x, batch.lengths)
-    if moments is None:
-        raise ValueError("the standardisation must be fitted on the training data; got no batches")
-    mean, std = moments.result()
-    for layer in layers:
-        layer.set_statistics(mean.to(layer.mean.device), std.to(layer.scale.device))
-    logger.info("fitted the input standardisation on %d valid steps", int(moments.count))
+def __getattr__(name: str) -> Any:
+    """``fit_standardizers``, moved to :mod:`seqclf.input_statistics`, still served here with a DeprecationWarning."""
+    if name == "fit_standardizers":
+        warnings.warn(
+            "seqclf.normalization.fit_standardizers has moved to seqclf.input_statistics.fit_standardizers; "
+            "import it from there (the old name will be removed in a future release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        # imported only when the old name is asked for: the model layer itself never loads the data layer
+        return importlib.import_module("seqclf.input_statistics").fit_standardizers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
+from .batching import steps_per_epoch
 from .callbacks import Callback, EarlyStopping, LRScheduler
 from .trainer import Trainer
 
@@ -64,9 +65,7 @@ class Recipe:
 
     def steps(self, train_size: int, world_size: int = 1) -> int:
         """Optimizer steps of the whole run on ``train_size`` sequences and ``world_size`` processes."""
-        if world_size == 1:
-            return self.epochs * math.ceil(train_size / self.batch_size)
-        return self.epochs * distributed.steps_per_epoch(train_size, self.batch_size, world_size)
+        return self.epochs * steps_per_epoch(train_size, self.batch_size, world_size)
 
     def callbacks(self, train_size: int, world_size: int = 1) -> list[Callback]:
         """The callbacks the schedule needs for a run on ``train_size`` sequences."""
@@ -87,14 +86,12 @@ class Recipe:
 
         The schedule's callback comes last, so the others see the rate each step used.
         """
-        env = distributed.environment()  # under torchrun a run takes fewer, larger global steps
-        world_size = 1 if env is None else env.world_size
         return Trainer(
             model,
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
-            callbacks=[*callbacks, *self.callbacks(train_size, world_size)],
+            callbacks=[*callbacks, *self.callbacks(train_size, _job_world_size())],
             **kwargs,
         )
 
@@ -171,10 +168,19 @@ class SmallDataRecipe:
         if not 0.0 < self.patience <= 1.0:
             raise ValueError(f"patience must be a float in (0, 1]; got {self.patience!r}")
 
-    def epochs(self, train_size: int) -> int:
-        """Epochs of a run on ``train_size`` sequences: enough for ``min_steps`` and ``min_epochs``."""
-        steps_per_epoch = math.ceil(train_size / self.batch_size)
-        return max(self.min_epochs, math.ceil(self.min_steps / steps_per_epoch))
+    def epochs(self, train_size: int, world_size: int = 1) -> int:
+        """Epochs of a run on ``train_size`` sequences: enough for ``min_steps`` and ``min_epochs``.
+
+        On ``world_size`` processes each optimizer step takes a global batch of
+        ``batch_size * world_size`` sequences, so an epoch has fewer steps and the run more epochs.
+        """
+        steps = steps_per_epoch(train_size, self.batch_size, world_size)
+        if steps == 0:
+            raise ValueError(
+                f"train_size must be at least the number of processes ({world_size}) for an epoch to have a step; "
+                f"got {train_size}"
+            )
+        return max(self.min_epochs, math.ceil(self.min_steps / steps))
 
     def split(self, y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
         """Stratified indices ``(train, validation)`` of labels ``y``; a seeded, shuffled draw.
@@ -200,13 +206,13 @@ class SmallDataRecipe:
             return torch.arange(len(y)), held_out[:0]
         return torch.cat(train).sort().values, held_out.sort().values
 
-    def callbacks(self, train_size: int, *, validation: bool = True) -> list[Callback]:
-        """Early stopping (with a validation set) then the schedule, for ``train_size`` sequences."""
-        epochs = self.epochs(train_size)
+    def callbacks(self, train_size: int, *, validation: bool = True, world_size: int = 1) -> list[Callback]:
+        """Early stopping (with a validation set) then the schedule, for ``train_size`` sequences on ``world_size``."""
+        epochs = self.epochs(train_size, world_size)
         factory = partial(
             torch.optim.lr_scheduler.OneCycleLR,
             max_lr=self.lr,
-            total_steps=epochs * math.ceil(train_size / self.batch_size),
+            total_steps=epochs * steps_per_epoch(train_size, self.batch_size, world_size),
             pct_start=self.warmup,
         )
         stopping: list[Callback] = []
@@ -229,7 +235,9 @@ class SmallDataRecipe:
         """Train ``model`` on ``x`` ``(N, T, F)``, labels ``y`` ``(N,)``; returns the trainer.
 
         The validation split is drawn from ``seed``, which also seeds the trainer;
-        ``kwargs`` go to :class:`Trainer` (``device``, ``progress``).
+        ``kwargs`` go to :class:`Trainer` (``device``, ``progress``). Under ``torchrun`` the
+        budget counts the job's optimizer steps, each on a global batch of
+        ``batch_size * world_size`` sequences.
         """
         if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y):
             raise ValueError(
@@ -237,17 +245,25 @@ class SmallDataRecipe:
                 f"got {type(x).__name__} of {len(x)} and {type(y).__name__} of {len(y)}"
             )
         train_index, val_index = self.split(y, seed)
+        world_size = _job_world_size()
         trainer = Trainer(
             model,
-            epochs=self.epochs(len(train_index)),
+            epochs=self.epochs(len(train_index), world_size),
             batch_size=self.batch_size,
             lr=self.lr,
             seed=seed,
-            callbacks=[*callbacks, *self.callbacks(len(train_index), validation=len(val_index) > 0)],
+            callbacks=[*callbacks, *self.callbacks(len(train_index), validation=len(val_index) > 0,
+                                                   world_size=world_size)],
             **kwargs,
         )
         trainer.fit(_subset(x, y, lengths, train_index), _subset(x, y, lengths, val_index) if len(val_index) else None)
         return trainer
+
+
+def _job_world_size() -> int:
+    """The processes a trainer built now trains on: those of the ``torchrun`` job (1 alone)."""
+    env = distributed.environment()
+    return 1 if env is None else env.world_size
 
 
 def _subset(x: Tensor, y: Tensor, lengths: Tensor | None, index: Tensor) -> tuple[Tensor, ...]:

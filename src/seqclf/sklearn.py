@@ -6,15 +6,18 @@ Needs scikit-learn (``pip install "seqclf[sklearn]"``)::
     from seqclf.sklearn import SequenceClassifierEstimator
 
     X, y = load_classification("GunPoint", split="train")  # (50, 1, 150), string labels
-    clf = SequenceClassifierEstimator(layout="nct").fit(X, y)
+    clf = SequenceClassifierEstimator().fit(X, y)  # reads aeon's (n_cases, n_channels, n_timepoints)
     clf.predict(load_classification("GunPoint", split="test")[0])
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,10 +31,14 @@ from torch import Tensor, nn
 
 from ._checks import positive_int
 from ._files import CheckpointError, read_file, write_file
-from .data import _from_numpy, as_source, channels_last, epoch_plan, pad_sequences
+from ._inference import batch_logits, model_source
+from .callbacks import Callback, EarlyStopping
+from .data import _from_numpy, channels_last, pad_sequences
+from .history import History, Record
+from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
 from .registry import create_model, model_entry
-from .trainer import resolve_device
+from .trainer import Trainer, resolve_device
 
 __all__ = ["SequenceClassifierEstimator"]
 
@@ -51,8 +58,15 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     The constructor takes hyperparameters only, so ``get_params``, ``set_params``,
     ``sklearn.base.clone``, ``cross_val_score`` and ``GridSearchCV`` work as with any
-    scikit-learn classifier. ``X`` is 3-D: 2-D input is refused (it is ambiguous:
-    univariate series and tabular rows look the same), with a hint to add an axis.
+    scikit-learn classifier.
+
+    ``X`` is laid out as in aeon and sktime by default: a 3-D array ``(n_cases,
+    n_channels, n_timepoints)``, a 2-D array ``(n_cases, n_timepoints)`` of univariate
+    series, or a list of ``(n_channels, n_timepoints_i)`` arrays (1-D for univariate ones)
+    when the lengths differ. Data laid out ``(n_cases, n_timepoints, n_features)`` needs
+    ``layout="ntc"``. The default never guesses: a 3-D array with more channels than time
+    points, which is more often ``(n_cases, n_timepoints, n_features)`` data, is refused
+    with a message naming both layouts; pass ``layout="nct"`` to read it channels-first.
 
     The defaults are the library's time-series model and recipe: an
     :class:`~seqclf.LSTMFCN` trained with :data:`seqclf.recipes.SMALL_DATA` (at least
@@ -62,10 +76,13 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     on the training data and saved with the weights.
 
     Args:
-        layout: how ``X`` is laid out. ``"ntc"``: a numpy array ``(n_cases,
-            n_timepoints, n_features)`` or a list of ``(n_timepoints_i, n_features)``
-            arrays. ``"nct"``: channels-first as in aeon and sktime, ``(n_cases,
-            n_channels, n_timepoints)`` or a list of ``(n_channels, n_timepoints_i)``.
+        layout: how ``X`` is laid out. None (the default): channels-first as in aeon and
+            sktime, refusing a 3-D array with more channels than time points (see above).
+            ``"nct"``: channels-first, ``(n_cases, n_channels, n_timepoints)`` or a list
+            of ``(n_channels, n_timepoints_i)``, whatever the sizes. ``"ntc"``: channels-last,
+            ``(n_cases, n_timepoints, n_features)`` or a list of ``(n_timepoints_i,
+            n_features)``. In every layout a 2-D array is ``(n_cases, n_timepoints)``
+            univariate series and a list of 1-D arrays holds univariate series.
         model: ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`) or ``"lstm"`` (a plain
             :class:`~seqclf.SequenceClassifier`).
         hidden_size: hidden units of the recurrent layer (per direction); None: the
@@ -86,26 +103,39 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         random_state: seeds the initial weights, the shuffling and dropout; an int for
             reproducible fits, None for a fresh draw from numpy's global generator.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``...
+        verbose: 0: silent. 1: a line per epoch (train and validation loss and accuracy)
+            and a line at the start and the end of ``fit`` (which epoch's weights were
+            kept). 2: the start and end lines, and a live progress bar per epoch
+            (:class:`~seqclf.progress.ProgressBar`) that stays on screen as the epoch's
+            line. The lines are logged by the ``seqclf.sklearn`` logger at INFO; when
+            logging is not configured they go to stderr for the duration of ``fit``.
 
     Attributes:
         classes_: the sorted class labels seen by ``fit``; ``predict_proba``'s columns
             follow this order.
-        n_features_in_: features per time step seen by ``fit``.
+        n_features_in_: features (channels) per time step seen by ``fit``.
         model_: the fitted :class:`torch.nn.Module` (on ``device``, in eval mode).
+        history_: the fit's :class:`~seqclf.History`, one record per epoch
+            (``epoch`` from 0, ``train_loss``, ``train_accuracy``, and ``val_loss``,
+            ``val_accuracy`` when a validation set was held out).
+        best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds: the
+            lowest validation loss when a validation set was held out, else the last epoch.
 
     Example:
         >>> import numpy as np
-        >>> X = np.random.default_rng(0).normal(size=(40, 12, 2))  # (n_cases, n_timepoints, n_features)
-        >>> y = np.where(X[:, :, 0].mean(axis=1) > 0, "up", "down")
+        >>> X = np.random.default_rng(0).normal(size=(40, 2, 12))  # (n_cases, n_channels, n_timepoints)
+        >>> y = np.where(X[:, 0, :].mean(axis=1) > 0, "up", "down")
         >>> clf = SequenceClassifierEstimator(min_steps=20, random_state=0, device="cpu").fit(X, y)
         >>> clf.classes_.tolist(), clf.predict(X[:3]).shape, clf.predict_proba(X[:3]).shape
         (['down', 'up'], (3,), (3, 2))
+        >>> len(clf.history_) > 0 and clf.best_epoch_ == clf.history_[-1]["epoch"]
+        True
     """
 
     def __init__(
         self,
         *,
-        layout: Layout = "ntc",
+        layout: Layout | None = None,
         model: Model = "lstm_fcn",
         hidden_size: int | None = None,
         num_layers: int = 1,
@@ -120,6 +150,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         val_fraction: float = SMALL_DATA.val_fraction,
         random_state: int | None = None,
         device: str = "auto",
+        verbose: int = 0,
     ) -> None:
         self.layout = layout
         self.model = model
@@ -136,6 +167,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self.val_fraction = val_fraction
         self.random_state = random_state
         self.device = device
+        self.verbose = verbose
 
     # ------------------------------------------------------ the two steps to swap
     def _build_model(self, n_features: int, n_classes: int) -> nn.Module:
@@ -165,11 +197,12 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             )
         return create_model(self.model, input_size=n_features, num_classes=n_classes, **options)
 
-    def _train(self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor, seed: int) -> None:
+    def _train(self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor, seed: int) -> Trainer:
         """Train ``model`` in place on ``x`` ``(N, T, F)``, ``lengths`` ``(N,)`` or None, ``y`` ``(N,)`` int64.
 
         The recipe: :class:`~seqclf.recipes.SmallDataRecipe` with this estimator's
-        ``min_steps``, ``batch_size``, ``lr`` and ``val_fraction``.
+        ``min_steps``, ``batch_size``, ``lr`` and ``val_fraction``. Returns the trainer,
+        whose history and callbacks give ``history_`` and ``best_epoch_``.
         """
         recipe = SmallDataRecipe(
             batch_size=min(positive_int("batch_size", self.batch_size), len(x)),
@@ -177,27 +210,61 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             lr=self.lr,
             val_fraction=self.val_fraction,
         )
-        recipe.fit(model, x, y, lengths, seed=seed, device=self.device, progress=False)
+        verbose = _verbosity(self.verbose)
+        callbacks: list[Callback] = []
+        if verbose == 1:
+            callbacks.append(_EpochLines())
+        elif verbose == 2:
+            callbacks.append(ProgressBar(enabled=True))
+        if verbose:
+            train_index, val_index = recipe.split(y, seed)  # the split recipe.fit draws
+            no_validation = "val_fraction=0" if self.val_fraction == 0 else (
+                f"fewer than {recipe.min_val_size} sequences would be held out")
+            logger.info(
+                "fitting %s on %d sequences (%d features, up to %d time points), %d classes: %d epochs of "
+                "%d steps, %s",
+                type(model).__name__, len(train_index), x.shape[-1], x.shape[1], int(y.max()) + 1,
+                recipe.epochs(len(train_index)), math.ceil(len(train_index) / recipe.batch_size),
+                f"keeping the weights of the epoch with the lowest loss on {len(val_index)} held-out sequences"
+                if len(val_index) else f"keeping the last epoch's weights (no validation set: {no_validation})",
+            )
+        return recipe.fit(model, x, y, lengths, seed=seed, device=self.device, progress=False, callbacks=callbacks)
 
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> SequenceClassifierEstimator:
-        """Fit on sequences ``X`` (laid out as ``layout`` says) and labels ``y`` of any kind."""
-        x, lengths = self._sequences(X, "X")
+        """Fit on sequences ``X`` (laid out as ``layout`` says) and labels ``y`` of any kind.
+
+        Raises:
+            ValueError: ``X`` holds no sequences, is laid out ambiguously (see ``layout``),
+                or ``y`` does not give one label of at least two classes per sequence.
+        """
+        verbose = _verbosity(self.verbose)
+        x, lengths = self._sequences(X, "X", fitting=True)
         y = column_or_1d(np.asarray(y), warn=True)
         if len(y) != len(x):
             raise ValueError(f"y must have one label per sequence of X ({len(x)}); got {len(y)} labels")
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise ValueError(f"y must hold at least two classes to fit a classifier; got only {classes.tolist()!r}")
+            raise ValueError(
+                f"y must hold at least two classes to fit a classifier; got only {classes.tolist()!r} "
+                f"in all {len(y)} labels"
+            )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=[]):  # the fit's seed, not the caller's generator state
+        with _lines_shown(verbose), torch.random.fork_rng(devices=[]):  # the fit's seed, not the caller's state
             torch.manual_seed(seed)
             model = self._build_model(int(x.shape[-1]), len(classes))
-            self._train(model, x, lengths, torch.from_numpy(y_index.astype(np.int64)), seed)
+            trainer = self._train(model, x, lengths, torch.from_numpy(y_index.astype(np.int64)), seed)
+            if not isinstance(trainer, Trainer):
+                raise TypeError(f"_train must return the Trainer that trained the model; got {type(trainer).__name__}")
+            history, best_epoch = _outcome(trainer)
+            if verbose:
+                logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
         self.model_ = model.eval()
         self.classes_ = classes
         self.n_features_in_ = int(x.shape[-1])
+        self.history_ = history
+        self.best_epoch_ = best_epoch
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -210,13 +277,10 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
                 f"(shape {tuple(x.shape)} after layout={self.layout!r})"
             )
         device = next((p.device for p in self.model_.parameters()), torch.device("cpu"))
-        source = as_source((x,) if lengths is None else (x, lengths), device, labelled=False, name="X")
-        self.model_.eval()
-        out = []
-        with torch.inference_mode():
-            for batch in source.batches(epoch_plan(len(source), 1024, seed=None)):
-                out.append(self.model_(batch.x, batch.lengths).softmax(dim=1).double().cpu())  # (B, C)
-        return torch.cat(out).numpy()
+        # the trainer's inference path: X is converted to the model's dtype there, once
+        source = model_source(self.model_, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
+        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(self.model_, source, device, 1024)]
+        return torch.cat(proba).double().numpy()  # (N, C)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class label of each sequence, as in ``classes_`` (e.g. strings)."""
@@ -226,7 +290,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # 2-D input is refused: see the class docstring
+        tags.input_tags.two_d_array = True  # (n_cases, n_timepoints) univariate series
         tags.input_tags.three_d_array = True
         return tags
 
@@ -296,17 +360,35 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         return estimator
 
     # ---------------------------------------------------------------- helpers
-    def _sequences(self, X: Any, name: str) -> tuple[Tensor, Tensor | None]:
-        """``X`` as a float32 ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says."""
-        if self.layout not in ("ntc", "nct"):
-            raise ValueError(f"layout must be 'ntc' or 'nct'; got {self.layout!r}")
-        axes = "(n_cases, n_timepoints, n_features)" if self.layout == "ntc" else "(n_cases, n_channels, n_timepoints)"
+    def _sequences(self, X: Any, name: str, *, fitting: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``X`` as a floating ``(N, T, F)`` tensor (and lengths when they differ), laid out as ``layout`` says.
+
+        A floating-point array keeps its dtype and is used in place where it can be (the
+        trainer's source converts it to the model's dtype, once); integers become float32.
+        """
+        if self.layout not in (None, "ntc", "nct"):
+            raise ValueError(f"layout must be None, 'nct' or 'ntc'; got {self.layout!r}")
+        channels_first = self.layout != "ntc"
         if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1:
             X = list(X)
-        if isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(s, (np.ndarray, Tensor)) for s in X):
-            sequences = [_float_sequence(s, f"{name}[{i}]") for i, s in enumerate(X)]
-            if self.layout == "nct":
-                sequences = channels_last(sequences)
+        if _is_empty(X):
+            what = f"an empty {type(X).__name__}" + (f" of shape {tuple(X.shape)}" if hasattr(X, "shape") else "")
+            if fitting:
+                raise ValueError(f"{name} must hold the training sequences; got no training data ({what})")
+            raise ValueError(f"{name} must hold at least one sequence to predict; got {what}")
+        if isinstance(X, (list, tuple)) and all(isinstance(s, (np.ndarray, Tensor)) for s in X):
+            sequences = [_float_sequence(s, f"{name}[{i}]", channels_first) for i, s in enumerate(X)]
+            sizes = sorted({int(s.shape[1]) for s in sequences})
+            if len(sizes) > 1:
+                axes = "n_channels, n_timepoints_i" if channels_first else "n_timepoints_i, n_features"
+                other = "'ntc'" if channels_first else "None (channels-first)"
+                raise ValueError(
+                    f"{name}'s sequences must be ({axes}) arrays (layout={self.layout!r}) with the same number of "
+                    f"{'channels' if channels_first else 'features'}; got {sizes} (for the other layout pass "
+                    f"layout={other})"
+                )
+            if self.layout is None and fitting:
+                _refuse_ambiguous(name, len(sequences), sizes[0], max(len(s) for s in sequences), "list")
             if all(s.shape == sequences[0].shape for s in sequences):
                 return torch.stack(sequences), None
             x, lengths = pad_sequences(sequences)
@@ -316,32 +398,121 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             if X.dtype.kind not in "fiub":
                 raise TypeError(f"{name} must hold numbers; got dtype {X.dtype}")
             X = _from_numpy(X, name)
-        if X.dim() != 3:
-            hint = ""
-            if X.dim() == 2:
-                fix = "X[:, :, None]" if self.layout == "ntc" else "X[:, None, :]"
-                hint = (
-                    f"; 2-D input is ambiguous: for univariate series of {X.shape[1]} time points use {fix}, "
-                    f"giving {(X.shape[0], X.shape[1], 1) if self.layout == 'ntc' else (X.shape[0], 1, X.shape[1])}"
-                )
+        if X.dim() == 2:  # (n_cases, n_timepoints): univariate in every layout
+            X = X[:, :, None]  # (N, T, 1)
+        elif X.dim() == 3:
+            if self.layout is None and fitting:
+                _refuse_ambiguous(name, X.shape[0], X.shape[1], X.shape[2], "array")
+            if channels_first:
+                X = channels_last(X)  # (N, C, T) -> (N, T, C)
+        else:
+            axes = "(n_cases, n_channels, n_timepoints)" if channels_first else "(n_cases, n_timepoints, n_features)"
             raise ValueError(
-                f"{name} must be a 3-D array {axes} (layout={self.layout!r}) or a list of 2-D sequences; "
-                f"got shape {tuple(X.shape)}{hint}"
+                f"{name} must be a 3-D array {axes} (layout={self.layout!r}), a 2-D array (n_cases, n_timepoints) "
+                f"of univariate series, or a list of sequences; got shape {tuple(X.shape)}"
             )
-        if len(X) == 0:
-            raise ValueError(f"{name} must hold at least one sequence; got shape {tuple(X.shape)}")
-        if self.layout == "nct":
-            X = channels_last(X)
-        return X.to(dtype=torch.float32, memory_format=torch.contiguous_format), None
+        return (X if X.is_floating_point() else X.float()), None
 
 
-def _float_sequence(seq: np.ndarray | Tensor, what: str) -> Tensor:
-    if seq.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D sequence; got shape {tuple(seq.shape)}")
+def _is_empty(X: Any) -> bool:
+    """Whether ``X`` holds no sequences (an empty list, tuple or array)."""
+    if isinstance(X, (list, tuple)):
+        return len(X) == 0
+    shape = getattr(X, "shape", None)
+    return shape is not None and len(shape) > 0 and shape[0] == 0
+
+
+def _refuse_ambiguous(name: str, n: int, channels: int, timepoints: int, kind: str) -> None:
+    """Refuse, under the default layout, data with more channels than time points: likely channels-last."""
+    if channels <= timepoints:
+        return
+    if kind == "array":
+        got = f"shape {(n, channels, timepoints)}"
+    else:
+        got = f"{n} sequences of {channels} rows and at most {timepoints} columns"
+    raise ValueError(
+        f"{name} is read channels-first by default (n_cases, n_channels, n_timepoints), as aeon and sktime "
+        f"hold data, but {got} would mean {channels} channels of at most {timepoints} time points, which "
+        f"looks like (n_cases, n_timepoints, n_features) data: pass layout='ntc' if it is laid out "
+        f"(n_cases, n_timepoints, n_features), or layout='nct' to read it channels-first"
+    )
+
+
+def _float_sequence(seq: np.ndarray | Tensor, what: str, channels_first: bool) -> Tensor:
+    """One sequence as a float32 ``(T_i, F)`` tensor; 1-D ``(T_i,)`` is univariate."""
+    if seq.ndim not in (1, 2):
+        axes = "(n_channels, n_timepoints)" if channels_first else "(n_timepoints, n_features)"
+        raise ValueError(f"{what} must be a 2-D sequence {axes} or a 1-D univariate one; got shape {tuple(seq.shape)}")
     if isinstance(seq, np.ndarray):
         if seq.dtype.kind not in "fiub":
             raise TypeError(f"{what} must hold numbers; got dtype {seq.dtype}")
         seq = _from_numpy(seq, what)
-    return seq.to(torch.float32)
+    if seq.dim() == 1:
+        seq = seq[:, None]  # (T_i, 1)
+    elif channels_first:
+        seq = seq.T  # (C, T_i) -> (T_i, C)
+    return seq if seq.is_floating_point() else seq.float()
 
 
+def _verbosity(verbose: Any) -> int:
+    if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0 (silent), 1 (a line per epoch) or 2 (a progress bar); got {verbose!r}")
+    return int(verbose)
+
+
+class _EpochLines(Callback):
+    """Log one line per epoch: its train and validation metrics."""
+
+    def on_epoch_end(self, trainer: Trainer, record: Record) -> None:
+        metrics = ", ".join(f"{key} {value:.4f}" for key, value in record.items()
+                            if isinstance(value, float) and key.startswith(("train_", "val_")))
+        logger.info("epoch %d/%d: %s", int(record["epoch"] or 0) + 1, trainer.epochs, metrics)
+
+
+def _outcome(trainer: Trainer) -> tuple[History, int | None]:
+    """The fit's history and the epoch whose weights the model holds."""
+    history = History(dict(record) for record in trainer.history)
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.restore_best_weights and callback.best_epoch is not None:
+            return history, callback.best_epoch
+    last = history[-1]["epoch"] if history else None
+    return history, last if isinstance(last, int) else None
+
+
+def _kept_line(history: History, best_epoch: int | None, epochs: int) -> str:
+    """Which epoch's weights the fit kept, and why, as one line."""
+    if best_epoch is None:
+        return "fit done: no epoch ran"
+    ran = len(history)
+    stopped = f"stopped early after {ran} of {epochs} epochs" if ran < epochs else f"ran all {epochs} epochs"
+    record = next((r for r in history if r.get("epoch") == best_epoch), {})
+    val_loss = record.get("val_loss")
+    if isinstance(val_loss, float):
+        return f"fit done ({stopped}): kept the weights of epoch {best_epoch + 1}, the lowest val_loss {val_loss:.4f}"
+    return f"fit done ({stopped}): kept the weights of the last epoch, {best_epoch + 1}"
+
+
+@contextlib.contextmanager
+def _lines_shown(verbose: int) -> Iterator[None]:
+    """Make this module's INFO lines visible during a verbose fit; logging as the user set it up otherwise.
+
+    When no handler would receive them (logging not configured), they go to stderr
+    through a handler added for the duration; a level above INFO is lowered for it.
+    """
+    if not verbose:
+        yield
+        return
+    level = logger.level
+    handler: logging.Handler | None = None
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()  # sys.stderr at this moment
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
