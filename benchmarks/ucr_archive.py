@@ -57,7 +57,7 @@ DEFAULT_MODELS = ("default", "lstm", "lstm_fcn", PEER)
 FIELDS = (
     "dataset", "model", "seed", "accuracy", "fit_s", "cpu_s", "n_train", "n_test", "length", "n_classes", "options",
 )
-TIE = 1e-9
+TIE = 1e-6  # accuracies are stored to 6 decimals: closer than this is the same count of right answers
 
 
 # ------------------------------------------------------------------ data

@@ -90,6 +90,7 @@ def test_published_results_come_from_aeons_files(harness: ModuleType) -> None:
 
 def test_ranks_share_ties(harness: ModuleType) -> None:
     assert harness._rank([0.9, 0.8, 0.9, 0.7]) == [1.5, 3.0, 1.5, 4.0]
+    assert harness._rank([0.985423, 0.9854227405247813]) == [1.5, 1.5]  # 6 stored decimals against a published value
 
 
 def test_model_specs_parse_and_bad_ones_are_refused(harness: ModuleType) -> None:
