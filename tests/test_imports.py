@@ -84,7 +84,7 @@ def test_the_model_layer_does_not_load_the_data_layer() -> None:
     """``import seqclf.model`` (or any model module) in a fresh interpreter leaves ``seqclf.data`` unloaded."""
     script = "\n".join([
         "import sys",
-        "import seqclf.model, seqclf.lstm_fcn, seqclf.encoders, seqclf.registry",
+        "import seqclf.model, seqclf.lstm_fcn, seqclf.inception_time, seqclf.encoders, seqclf.registry",
         "print(sorted(m for m in sys.modules if m in ('seqclf.data', 'seqclf.trainer', 'seqclf.callbacks')))",
     ])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

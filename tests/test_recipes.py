@@ -124,10 +124,21 @@ def test_small_data_fit_without_validation_trains_the_whole_budget() -> None:
     assert "val_loss" not in trainer.history[-1]
 
 
+def test_small_data_budget_grows_in_proportion_beyond_classes_per_budget() -> None:
+    recipe = SmallDataRecipe()
+    assert recipe.for_classes(2) is recipe and recipe.for_classes(20) is recipe  # 1000 steps up to 20 classes
+    assert recipe.for_classes(37).min_steps == 1850 and recipe.for_classes(50).min_steps == 2500
+    x, y = torch.randn(30, 4, 3), torch.arange(30)  # 30 classes of one sequence each
+    small = SmallDataRecipe(min_steps=20, min_epochs=1, classes_per_budget=10, val_fraction=0.0)
+    trainer = small.fit(SequenceClassifier(3, 4, 30), x, y, device="cpu", progress=False)
+    assert trainer.state.step == 60  # 20 steps per 10 classes: 60 for 30, in 30 epochs of 2 steps
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"min_steps": 0}, "min_steps must be a positive int; got 0"),
+        ({"classes_per_budget": 0}, "classes_per_budget must be a positive int; got 0"),
         ({"val_fraction": 1.0}, r"val_fraction must be a float in \[0, 1\); got 1.0"),
         ({"patience": 0.0}, r"patience must be a float in \(0, 1\]; got 0.0"),
         ({"lr": 0}, "lr must be a positive float; got 0"),

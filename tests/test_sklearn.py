@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.utils import estimator_checks  # noqa: E402
 
-from seqclf import LSTMFCN, History, LSTMFCNConfig, SequenceClassifier, Trainer  # noqa: E402
+from seqclf import History, InceptionTime, InceptionTimeConfig, SequenceClassifier, Trainer  # noqa: E402
 from seqclf._files import write_file  # noqa: E402
 from seqclf.checkpoint import CheckpointError, UnsafeCheckpointError, save_checkpoint  # noqa: E402
 from seqclf.recipes import SMALL_DATA  # noqa: E402
@@ -270,14 +270,14 @@ def test_defaults_are_the_time_series_model_and_recipe() -> None:
     x, y = toy(n=24)
     x = x.transpose(0, 2, 1)  # (24, 2, 8): the default layout is channels-first
     clf = SequenceClassifierEstimator(min_steps=3, random_state=0, device="cpu").fit(x, y)
-    assert isinstance(clf.model_, LSTMFCN) and clf.model_.config == LSTMFCNConfig(input_size=2, num_classes=2,
-                                                                                   normalize=True)
+    assert isinstance(clf.model_, InceptionTime) and clf.model_.config == InceptionTimeConfig(
+        input_size=2, num_classes=2, filters=16, bottleneck=16, depth=3, normalize=True)
     assert clf.model_.normalize is not None and clf.model_.normalize.is_fitted
     params = clf.get_params()
     assert SequenceClassifierEstimator().get_params()["min_steps"] == SMALL_DATA.min_steps
     assert (params["batch_size"], params["lr"], params["val_fraction"]) == (
         SMALL_DATA.batch_size, SMALL_DATA.lr, SMALL_DATA.val_fraction)
-    with pytest.raises(ValueError, match=r"\['cell'\] do not apply to model='lstm_fcn' .* got \{'cell': 'gru'\}"):
+    with pytest.raises(ValueError, match=r"\['cell'\] do not apply to model='inception_time_small' .* got \{'cell': 'gru'\}"):
         SequenceClassifierEstimator(cell="gru", device="cpu").fit(x, y)
     with pytest.raises(ValueError, match=r"model must be one of the registered models \[.*'lstm_fcn'.*\]; got 'cnn'"):
         SequenceClassifierEstimator(model="cnn", device="cpu").fit(x, y)  # type: ignore[arg-type]

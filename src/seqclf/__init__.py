@@ -21,6 +21,8 @@ from ._version import __version__ as __version__
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import latest_checkpoint as latest_checkpoint
 from .history import History as History
+from .inception_time import InceptionTime as InceptionTime
+from .inception_time import InceptionTimeConfig as InceptionTimeConfig
 from .lstm_fcn import LSTMFCN as LSTMFCN
 from .lstm_fcn import LSTMFCNConfig as LSTMFCNConfig
 from .model import ModelConfig as ModelConfig
@@ -78,6 +80,8 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "History",
+    "InceptionTime",
+    "InceptionTimeConfig",
     "LSTMFCNConfig",
     "ModelConfig",
     "SequenceClassifier",

@@ -69,7 +69,8 @@ __all__ = ["SequenceClassifierEstimator", "TextClassifierEstimator"]
 logger = logging.getLogger(__name__)
 
 Layout = Literal["ntc", "nct"]
-Model = Literal["lstm_fcn", "lstm"]
+Model = str
+"""A registered model name (:func:`seqclf.list_models`)."""
 KIND = "seqclf.sklearn"
 """The ``kind`` field of an estimator file in the older torch format, which :meth:`load` still reads."""
 KIND_VERSION = 1
@@ -96,10 +97,12 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     points, which is more often ``(n_cases, n_timepoints, n_features)`` data, is refused
     with a message naming both layouts; pass ``layout="nct"`` to read it channels-first.
 
-    The defaults are the library's time-series model and recipe: an
-    :class:`~seqclf.LSTMFCN` trained with :data:`seqclf.recipes.SMALL_DATA` (at least
-    ``min_steps`` optimizer steps, a one-cycle schedule, a validation split with early
-    stopping on data sets large enough for one); see ``docs/time-series.md``. The model
+    The defaults are the library's time-series model and recipe: a small
+    :class:`~seqclf.InceptionTime` (``"inception_time_small"``) trained with
+    :data:`seqclf.recipes.SMALL_DATA` (at least ``min_steps`` optimizer steps, more with
+    many classes, a one-cycle schedule, a validation split with early stopping on data
+    sets large enough for one), chosen by measurement over UCR archive data sets (see
+    ``docs/benchmarks.md``); see ``docs/time-series.md``. The model
     standardises each feature inside itself (``normalize=True``), with statistics fitted
     on the training data and saved with the weights.
 
@@ -113,8 +116,11 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             univariate series and a list of 1-D arrays holds univariate series. In an
             array, sequences of unequal length may be padded at the end with NaN (the UCR
             archive's convention): each ends at its last step that is not all NaN.
-        model: ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`) or ``"lstm"`` (a plain
-            :class:`~seqclf.SequenceClassifier`).
+        model: a registered model name (:func:`seqclf.list_models`):
+            ``"inception_time_small"`` (:class:`~seqclf.InceptionTime` with 16 filters
+            and 3 modules), ``"inception_time"`` (the published network),
+            ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`),
+            ``"lstm"`` (a plain :class:`~seqclf.SequenceClassifier`), ...
         hidden_size: hidden units of the recurrent layer (per direction); None: the
             model's default (32 for ``"lstm_fcn"``, 64 for ``"lstm"``).
         num_layers: stacked recurrent layers (``"lstm"`` only).
@@ -125,7 +131,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         readout: ``"last"``, ``"mean"`` or ``"max"`` (see :class:`seqclf.SequenceClassifier`).
         normalize: standardise each feature inside the model.
         min_steps: the training budget in optimizer steps (not epochs, so that a tiny
-            training set still gets enough updates); at least 30 epochs are run.
+            training set still gets enough updates) for up to 20 classes, growing in
+            proportion with more; at least 30 epochs are run.
         batch_size: sequences per optimizer step (at most the training set's size).
         lr: Adam's peak learning rate (one-cycle schedule).
         val_fraction: the fraction held out for early stopping when the data set is
@@ -166,7 +173,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self,
         *,
         layout: Layout | None = None,
-        model: Model = "lstm_fcn",
+        model: Model = "inception_time_small",
         hidden_size: int | None = None,
         num_layers: int = 1,
         cell: str = "lstm",
