@@ -357,15 +357,20 @@ def _check_fit(skeleton: nn.Module, tensors: Mapping[str, Tensor], where: str, n
         SerializationError: naming the weights that do not fit, or each tensor of another kind.
     """
     expected = {key: value.dtype for key, value in skeleton.state_dict().items()}
+    _refuse_other_kinds(tensors, expected, where)  # names as saved (torch 2.2 fails on them in load_state_dict)
     for parameter in skeleton.parameters():
         parameter.requires_grad_(False)  # so that an integer tensor can stand in for a weight, and be named below
     try:
         skeleton.load_state_dict({key: value.to("meta") for key, value in tensors.items()}, assign=True)
     except RuntimeError as error:
         raise SerializationError(f"{where}: its weights do not fit its {name} config: {_clip(str(error))}") from None
+    _refuse_other_kinds(skeleton.state_dict(), expected, where)  # names after the model's own renaming
+
+
+def _refuse_other_kinds(tensors: Mapping[str, Tensor], expected: Mapping[str, torch.dtype], where: str) -> None:
     wrong = [
         f"{key} is {value.dtype}, the model's is {expected[key]}"
-        for key, value in skeleton.state_dict().items()
+        for key, value in tensors.items()
         if key in expected and _kind(value.dtype) != _kind(expected[key])
     ]
     if wrong:
