@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import boolean, positive_int
-from .encoders import _jit_tracing, check_lengths
+from .encoders import _jit_tracing, _tracing, check_lengths
 
 __all__ = ["TokenEmbedding", "check_ids"]
 
@@ -99,7 +99,7 @@ def check_ids(ids: Tensor, vocab_size: int, lengths: Tensor | None = None, name:
         return  # sizes are traced values here
     if ids.dim() != 2 or ids.shape[1] == 0:
         raise ValueError(f"{name} must be token ids of shape (batch, time >= 1); got {tuple(ids.shape)}")
-    if ids.device.type != "cpu" or ids.numel() == 0 or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+    if ids.device.type != "cpu" or ids.numel() == 0 or _tracing():
         return
     values = ids
     if lengths is not None and isinstance(lengths, Tensor) and lengths.shape == (ids.shape[0],):
