@@ -22,7 +22,8 @@ Build the corpora once (they are written as ``DIR/<corpus>/<class>/<n>.txt``), t
     python benchmarks/text_dev.py summarise run.log
 
 (``summarise`` also joins the logs of runs split by corpus or candidate, and of a run
-cut short, counting only the seeds on which every setting of a corpus finished.)
+cut short, comparing each setting with TF-IDF + logistic regression on the seeds it
+finished.)
 
 Each seed draws a stratified 75/25 split; on each split the candidate settings of the
 text estimator and scikit-learn's TF-IDF + ``LogisticRegression`` are fitted side by side.
@@ -191,8 +192,8 @@ _LINE = re.compile(r"^(\S+) seed (\d+) (\S+)\s+accuracy ([\d.]+) fit\+predict ([
 
 
 def summarise(logs: list[Path]) -> None:
-    """The tables of ``run`` from the per-fit lines of its logs (several runs, or a run cut short: only the seeds
-    on which every setting of a corpus finished count)."""
+    """The tables of ``run`` from the per-fit lines of its logs (several runs, or a run cut short: each setting is
+    compared with TF-IDF + logistic regression on the seeds it finished)."""
     acc: dict[tuple[str, str], dict[int, float]] = collections.defaultdict(dict)
     cpu: dict[tuple[str, str], dict[int, float]] = collections.defaultdict(dict)
     for log in logs:
@@ -207,9 +208,9 @@ def summarise(logs: list[Path]) -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for corpus in corpora:
         names = sorted((n for c, n in acc if c == corpus), key=lambda n: (n != "tfidf+lr", n))
-        seeds = sorted(set.intersection(*(set(acc[corpus, n]) for n in names)))
-        base = statistics.mean(acc[corpus, "tfidf+lr"][s] for s in seeds)
         for name in names:
+            seeds = sorted(acc[corpus, name])
+            base = statistics.mean(acc[corpus, "tfidf+lr"][s] for s in seeds)  # on the same splits
             a = [acc[corpus, name][s] for s in seeds]
             sd = statistics.stdev(a) if len(a) > 1 else 0.0
             gap = statistics.mean(a) - base
