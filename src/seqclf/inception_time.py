@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, NoReturn, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._checks import boolean, config_from_dict, fraction, positive_int
+from ._convolutional import ConvolutionalClassifier
 from ._model_record import rebuild_model
 from .encoders import check_input, check_lengths
 from .lstm_fcn import MaskedBatchNorm1d
@@ -33,11 +34,6 @@ from .serialization import SerializableModel
 
 __all__ = ["InceptionTime", "InceptionTimeConfig"]
 
-_NO_STREAMING = (
-    "InceptionTime cannot stream one step at a time: its convolutions read the steps after each step "
-    "('same' padding), which a stream has not reached; classify the sequence so far with "
-    "model(x[:, : t + 1]) instead, or stream a one-direction SequenceClassifier (model.step)"
-)
 
 
 @dataclass(frozen=True)
@@ -136,7 +132,7 @@ class _Shortcut(nn.Module):
 
 @register_model("inception_time_small", filters=16, bottleneck=16, depth=3)
 @register_model("inception_time")
-class InceptionTime(nn.Module, SerializableModel):
+class InceptionTime(ConvolutionalClassifier, nn.Module, SerializableModel):
     """InceptionTime time-series classifier (one network of the published ensemble); returns logits.
 
     ``forward(x, lengths=None)`` takes ``x`` of shape ``(batch, time, input_size)`` and
@@ -219,15 +215,6 @@ class InceptionTime(nn.Module, SerializableModel):
         """Size of the encoding returned by :meth:`forward_features`."""
         return self.config.filters * (len(self.config.kernel_sizes) + 1)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)``."""
-        return self.forward_head(self.forward_features(x, lengths))
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        """Logits ``(batch, num_classes)`` from an encoding ``(batch, num_features)``."""
-        logits: Tensor = self.head(self.dropout(features))  # (B, C)
-        return logits
-
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The encoding ``(batch, num_features)``: the last module's output averaged over valid steps."""
         check_input(x, self.config.input_size)
@@ -251,18 +238,6 @@ class InceptionTime(nn.Module, SerializableModel):
         if mask is None or lengths is None:
             return h.mean(dim=2)  # (B, W)
         return h.sum(dim=2) / lengths[:, None].to(h.dtype)  # (B, W); padded steps are zero
-
-    def initial_state(self, batch_size: int) -> NoReturn:
-        """Refused: InceptionTime cannot stream (see :meth:`step`)."""
-        raise NotImplementedError(_NO_STREAMING)
-
-    def step(self, x_t: Tensor, state: object, *, grad: bool = False) -> NoReturn:
-        """Refused: each convolution reads steps after the current one, which a stream has not reached.
-
-        Raises:
-            NotImplementedError: always; the message says what to do instead.
-        """
-        raise NotImplementedError(_NO_STREAMING)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, NoReturn, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
+from ._convolutional import ConvolutionalClassifier
 from ._model_record import rebuild_model
 from .encoders import Readout, RecurrentEncoder, check_input, check_lengths
 from .normalization import Standardize
@@ -35,11 +36,6 @@ Layout = Literal["parallel", "serial"]
 
 __all__ = ["LSTMFCN", "LSTMFCNConfig", "MaskedBatchNorm1d"]
 
-_NO_STREAMING = (
-    "LSTMFCN cannot stream one step at a time: its convolutions read the steps after each step "
-    "('same' padding), which a stream has not reached; classify the sequence so far with "
-    "model(x[:, : t + 1]) instead, or stream a one-direction SequenceClassifier (model.step)"
-)
 
 
 @dataclass(frozen=True)
@@ -177,7 +173,7 @@ class _ConvBlock(nn.Module):
 
 
 @register_model("lstm_fcn")
-class LSTMFCN(nn.Module, SerializableModel):
+class LSTMFCN(ConvolutionalClassifier, nn.Module, SerializableModel):
     """LSTM-FCN time-series classifier; returns logits.
 
     ``forward(x, lengths=None)`` takes ``x`` of shape ``(batch, time, input_size)`` and
@@ -279,15 +275,6 @@ class LSTMFCN(nn.Module, SerializableModel):
             return self.config.hidden_size
         return self.config.filters[-1] + self.config.hidden_size
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)``."""
-        return self.forward_head(self.forward_features(x, lengths))
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        """Logits ``(batch, num_classes)`` from an encoding ``(batch, num_features)``."""
-        logits: Tensor = self.head(self.dropout(features))  # (B, C)
-        return logits
-
     def forward_features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The encoding ``(batch, num_features)``: pooled convolutions beside the LSTM's."""
         check_input(x, self.config.input_size)
@@ -310,18 +297,6 @@ class LSTMFCN(nn.Module, SerializableModel):
             pooled = h.masked_fill(~mask, 0.0).sum(dim=2) / valid_steps  # (B, C)
         encoded = self.lstm.encode(x, lengths)  # (B, H); input checked above
         return torch.cat([pooled, encoded], dim=1)  # (B, C + H)
-
-    def initial_state(self, batch_size: int) -> NoReturn:
-        """Refused: an LSTM-FCN cannot stream (see :meth:`step`)."""
-        raise NotImplementedError(_NO_STREAMING)
-
-    def step(self, x_t: Tensor, state: object, *, grad: bool = False) -> NoReturn:
-        """Refused: each convolution reads steps after the current one, which a stream has not reached.
-
-        Raises:
-            NotImplementedError: always; the message says what to do instead.
-        """
-        raise NotImplementedError(_NO_STREAMING)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -348,21 +348,12 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             OSError: the write failed (e.g. a full disk); ``path`` is then left as it was.
         """
         check_is_fitted(self)
-        params = self.get_params(deep=False)
-        bad = {k: type(v).__name__ for k, v in params.items() if not isinstance(v, _PLAIN)}
-        if bad:
-            raise TypeError(f"hyperparameters must be plain str, int, float, bool or None to be saved; got {bad}")
-        classes = self.classes_.tolist()
-        if not all(isinstance(c, _PLAIN) for c in classes):
-            kinds = sorted({type(c).__name__ for c in classes})
-            raise TypeError(f"classes_ must be str, int, float or bool labels to be saved; got {kinds}")
+        plain = _plain_metadata(self)
         metadata = {
             "format": ESTIMATOR_FORMAT,
             "format_version": _ESTIMATOR_VERSION,
             "estimator_class": type(self).__name__,
-            "params": json.dumps(params, sort_keys=True),
-            "classes": json.dumps(classes),
-            "classes_dtype": self.classes_.dtype.str,
+            **plain,
             "n_features_in": str(self.n_features_in_),
         }
         history = getattr(self, "history_", None)  # the fit's record, when the estimator keeps one
@@ -867,20 +858,11 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         The write is atomic, and an existing file is replaced only with ``overwrite=True``.
         """
         check_is_fitted(self)
-        params = self.get_params(deep=False)
-        bad = {k: type(v).__name__ for k, v in params.items() if not isinstance(v, _PLAIN)}
-        if bad:
-            raise TypeError(f"hyperparameters must be plain str, int, float, bool or None to be saved; got {bad}")
-        classes = self.classes_.tolist()
-        if not all(isinstance(c, _PLAIN) for c in classes):
-            kinds = sorted({type(c).__name__ for c in classes})
-            raise TypeError(f"classes_ must be str, int, float or bool labels to be saved; got {kinds}")
+        plain = _plain_metadata(self)
         metadata = {
             "format": _TEXT_FORMAT,
             "format_version": _TEXT_FORMAT_VERSION,
-            "params": json.dumps(params, sort_keys=True),
-            "classes": json.dumps(classes),
-            "classes_dtype": self.classes_.dtype.str,
+            **plain,
             "vocabulary": json.dumps(self.vocabulary_.to_dict()),
         }
         save_safetensors(self.model_.state_dict(), path, metadata=metadata, overwrite=overwrite)
@@ -957,3 +939,20 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         sequences = [vocabulary.encode(t) if t else np.array([UNKNOWN_ID]) for t in tokens]
         padded, lengths = pad_sequences(sequences)
         return padded, lengths  # (N, T) int64, (N,)
+
+
+def _plain_metadata(estimator: Any) -> dict[str, str]:
+    """A fitted estimator's hyperparameters and classes as JSON strings, checked to be plain data first."""
+    params = estimator.get_params(deep=False)
+    bad = {k: type(v).__name__ for k, v in params.items() if not isinstance(v, _PLAIN)}
+    if bad:
+        raise TypeError(f"hyperparameters must be plain str, int, float, bool or None to be saved; got {bad}")
+    classes = estimator.classes_.tolist()
+    if not all(isinstance(c, _PLAIN) for c in classes):
+        kinds = sorted({type(c).__name__ for c in classes})
+        raise TypeError(f"classes_ must be str, int, float or bool labels to be saved; got {kinds}")
+    return {
+        "params": json.dumps(params, sort_keys=True),
+        "classes": json.dumps(classes),
+        "classes_dtype": estimator.classes_.dtype.str,
+    }
