@@ -64,7 +64,7 @@ def data_dir(request: pytest.FixtureRequest) -> Path:
     value = os.environ.get("SEQCLF_DATA_DIR")
     if not value:
         pytest.skip(f"SEQCLF_DATA_DIR is not set: this test reads real data, {', '.join(files)} under it")
-    path = Path(value)
+    path = Path(value).resolve()  # absolute: tests may link to it from elsewhere
     missing = [name for name in files if not (path / name).is_file()]
     if missing:
         pytest.skip(f"SEQCLF_DATA_DIR={value} lacks {', '.join(missing)}, which this test reads")
