@@ -10,7 +10,6 @@ floating-point sequences are converted to the model's dtype once per dataset.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
@@ -20,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from . import batching as _batching
+from ._deprecation import moved_attribute
 
 __all__ = [
     "Batch",
@@ -742,12 +741,4 @@ def _valid_finite(x: Tensor, lengths: Tensor) -> bool:
 
 def __getattr__(name: str) -> Any:
     """The names that moved to :mod:`seqclf.batching`, still served here with a DeprecationWarning."""
-    if name in _MOVED_TO_BATCHING:
-        warnings.warn(
-            f"seqclf.data.{name} has moved to seqclf.batching.{name}; import it from there "
-            "(the old name will be removed in a future release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(_batching, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return moved_attribute(__name__, name, dict.fromkeys(_MOVED_TO_BATCHING, "seqclf.batching"))

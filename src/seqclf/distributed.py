@@ -16,7 +16,6 @@ import atexit
 import gc
 import logging
 import os
-import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import batching
+from ._deprecation import moved_attribute
 
 __all__ = ["DistributedEnv", "barrier", "environment", "is_main_process", "rank", "resolve_device", "world_size"]
 
@@ -266,15 +265,7 @@ def barrier() -> None:
 
 def __getattr__(name: str) -> Any:
     """``steps_per_epoch``, moved to :mod:`seqclf.batching`, still served here with a DeprecationWarning."""
-    if name == "steps_per_epoch":
-        warnings.warn(
-            "seqclf.distributed.steps_per_epoch has moved to seqclf.batching.steps_per_epoch; import it from there "
-            "(the old name will be removed in a future release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return batching.steps_per_epoch
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return moved_attribute(__name__, name, {"steps_per_epoch": "seqclf.batching"})
 
 
 def _has_distributed_sampler(loader: DataLoader[object]) -> bool:

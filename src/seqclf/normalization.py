@@ -7,13 +7,13 @@ that holds one needs no separate preprocessing at prediction time.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ._deprecation import moved_attribute
 
 __all__ = ["Standardize"]
 
@@ -146,13 +146,5 @@ class _Moments:
 
 def __getattr__(name: str) -> Any:
     """``fit_standardizers``, moved to :mod:`seqclf.input_statistics`, still served here with a DeprecationWarning."""
-    if name == "fit_standardizers":
-        warnings.warn(
-            "seqclf.normalization.fit_standardizers has moved to seqclf.input_statistics.fit_standardizers; "
-            "import it from there (the old name will be removed in a future release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        # imported only when the old name is asked for: the model layer itself never loads the data layer
-        return importlib.import_module("seqclf.input_statistics").fit_standardizers
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # the model layer itself never loads the data layer: input_statistics is imported only when asked for
+    return moved_attribute(__name__, name, {"fit_standardizers": "seqclf.input_statistics"})
