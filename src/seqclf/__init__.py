@@ -16,6 +16,7 @@ from . import encoders as encoders
 from . import export as export
 from . import normalization as normalization
 from . import registry as registry
+from . import ridge as ridge
 from . import serialization as serialization
 from ._version import __version__ as __version__
 from .checkpoint import CheckpointError as CheckpointError
@@ -31,6 +32,8 @@ from .model import StreamState as StreamState
 from .registry import create_model as create_model
 from .registry import list_models as list_models
 from .registry import register_model as register_model
+from .rocket import Rocket as Rocket
+from .rocket import RocketConfig as RocketConfig
 from .seeding import seed_everything as seed_everything
 from .transforms import image_rows_as_sequence as image_rows_as_sequence
 
@@ -84,6 +87,8 @@ __all__ = [
     "InceptionTimeConfig",
     "LSTMFCNConfig",
     "ModelConfig",
+    "Rocket",
+    "RocketConfig",
     "SequenceClassifier",
     "StreamState",
     "TensorSequenceDataset",
@@ -105,6 +110,7 @@ __all__ = [
     "recipes",
     "register_model",
     "registry",
+    "ridge",
     "seed_everything",
     "serialization",
 ]

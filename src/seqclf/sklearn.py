@@ -45,7 +45,7 @@ from ._formats import ESTIMATOR_FORMAT, container_of
 from ._inference import batch_logits, model_source
 from .batching import LengthBucketing
 from .callbacks import Callback, EarlyStopping
-from .data import _from_numpy, _nan_padding_lengths, channels_last, pad_sequences
+from .data import TensorSource, _from_numpy, _nan_padding_lengths, channels_last, pad_sequences
 from .history import History, Record
 from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
@@ -267,6 +267,37 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             )
         return recipe.fit(model, x, y, lengths, seed=seed, device=self.device, progress=False, callbacks=callbacks)
 
+    def _fit_closed_form(
+        self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor
+    ) -> tuple[History, int | None]:
+        """Fit a model that fits in closed form (its ``fit_closed_form``, e.g. :class:`~seqclf.Rocket`'s ridge).
+
+        No optimizer runs, so the training knobs must stay at their defaults. The history
+        is one record: the leave-one-out accuracy and the ridge penalty chosen.
+        """
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        knobs = {name: getattr(self, name) for name in ("min_steps", "batch_size", "lr", "val_fraction")
+                 if getattr(self, name) != defaults[name]}
+        if knobs:
+            raise ValueError(
+                f"{sorted(knobs)} do not apply to model={self.model!r}, which is fitted in closed form (ridge "
+                f"regression, no optimizer); got {knobs}: leave them at their defaults"
+            )
+        device = resolve_device(self.device)
+        model.to(device)
+        source = model_source(model, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
+        assert isinstance(source, TensorSource)  # an X and its lengths make a tensor source
+        if _verbosity(self.verbose):
+            logger.info("fitting %s on %d sequences (%d features, up to %d time points), %d classes: in closed form",
+                        type(model).__name__, len(x), x.shape[-1], x.shape[1], int(y.max()) + 1)
+        fit_closed_form: Callable[..., Any] = getattr(model, "fit_closed_form")  # noqa: B009 (an nn.Module's method)
+        fit = fit_closed_form(source.x, y.to(device), source.lengths)
+        record: Record = {"epoch": 0, "loo_accuracy": float(fit.loo_accuracy), "alpha": float(fit.alpha)}
+        if _verbosity(self.verbose):
+            logger.info("fit done: ridge penalty %.3g chosen by leave-one-out error (leave-one-out accuracy %.4f)",
+                        fit.alpha, fit.loo_accuracy)
+        return History([record]), 0
+
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> SequenceClassifierEstimator:
         """Fit on sequences ``X`` (laid out as ``layout`` says) and labels ``y`` of any kind.
@@ -291,12 +322,17 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         with _lines_shown(verbose), torch.random.fork_rng(devices=[]):  # the fit's seed, not the caller's state
             torch.manual_seed(seed)
             model = self._build_model(int(x.shape[-1]), len(classes))
-            trainer = self._train(model, x, lengths, torch.from_numpy(y_index.astype(np.int64)), seed)
-            if not isinstance(trainer, Trainer):
-                raise TypeError(f"_train must return the Trainer that trained the model; got {type(trainer).__name__}")
-            history, best_epoch = _outcome(trainer)
-            if verbose:
-                logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
+            labels = torch.from_numpy(y_index.astype(np.int64))
+            if callable(getattr(model, "fit_closed_form", None)):
+                history, best_epoch = self._fit_closed_form(model, x, lengths, labels)
+            else:
+                trainer = self._train(model, x, lengths, labels, seed)
+                if not isinstance(trainer, Trainer):
+                    raise TypeError(
+                        f"_train must return the Trainer that trained the model; got {type(trainer).__name__}")
+                history, best_epoch = _outcome(trainer)
+                if verbose:
+                    logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
         self.model_ = model.eval()
         self.classes_ = classes
         self.n_features_in_ = int(x.shape[-1])
@@ -764,6 +800,37 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+
+    def _fit_closed_form(
+        self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor
+    ) -> tuple[History, int | None]:
+        """Fit a model that fits in closed form (its ``fit_closed_form``, e.g. :class:`~seqclf.Rocket`'s ridge).
+
+        No optimizer runs, so the training knobs must stay at their defaults. The history
+        is one record: the leave-one-out accuracy and the ridge penalty chosen.
+        """
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        knobs = {name: getattr(self, name) for name in ("min_steps", "batch_size", "lr", "val_fraction")
+                 if getattr(self, name) != defaults[name]}
+        if knobs:
+            raise ValueError(
+                f"{sorted(knobs)} do not apply to model={self.model!r}, which is fitted in closed form (ridge "
+                f"regression, no optimizer); got {knobs}: leave them at their defaults"
+            )
+        device = resolve_device(self.device)
+        model.to(device)
+        source = model_source(model, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
+        assert isinstance(source, TensorSource)  # an X and its lengths make a tensor source
+        if _verbosity(self.verbose):
+            logger.info("fitting %s on %d sequences (%d features, up to %d time points), %d classes: in closed form",
+                        type(model).__name__, len(x), x.shape[-1], x.shape[1], int(y.max()) + 1)
+        fit_closed_form: Callable[..., Any] = getattr(model, "fit_closed_form")  # noqa: B009 (an nn.Module's method)
+        fit = fit_closed_form(source.x, y.to(device), source.lengths)
+        record: Record = {"epoch": 0, "loo_accuracy": float(fit.loo_accuracy), "alpha": float(fit.alpha)}
+        if _verbosity(self.verbose):
+            logger.info("fit done: ridge penalty %.3g chosen by leave-one-out error (leave-one-out accuracy %.4f)",
+                        fit.alpha, fit.loo_accuracy)
+        return History([record]), 0
 
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> TextClassifierEstimator:
