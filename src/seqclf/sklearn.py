@@ -97,14 +97,18 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     points, which is more often ``(n_cases, n_timepoints, n_features)`` data, is refused
     with a message naming both layouts; pass ``layout="nct"`` to read it channels-first.
 
-    The defaults are the library's time-series model and recipe: a small
-    :class:`~seqclf.InceptionTime` (``"inception_time_small"``) trained with
+    The default model is :class:`~seqclf.Rocket` (``"rocket"``): thousands of random
+    convolutional kernels, pooled, and a ridge-regression head fitted in closed form
+    (no optimizer, no epochs; the penalty chosen by leave-one-out error), chosen by
+    measurement over UCR archive data sets (see ``docs/benchmarks.md``). It standardises
+    each input feature inside itself, with statistics fitted on the training data and
+    saved with the weights. Every other registered model (``"inception_time_small"``,
+    ``"lstm_fcn"``, ``"lstm"``...) is trained by gradient with
     :data:`seqclf.recipes.SMALL_DATA` (at least ``min_steps`` optimizer steps, more with
     many classes, a one-cycle schedule, a validation split with early stopping on data
-    sets large enough for one), chosen by measurement over UCR archive data sets (see
-    ``docs/benchmarks.md``); see ``docs/time-series.md``. The model
-    standardises each feature inside itself (``normalize=True``), with statistics fitted
-    on the training data and saved with the weights.
+    sets large enough for one); see ``docs/time-series.md``. The training knobs
+    (``min_steps``, ``batch_size``, ``lr``, ``val_fraction``) apply to those models only:
+    set with ``"rocket"``, they are refused.
 
     Args:
         layout: how ``X`` is laid out. None (the default): channels-first as in aeon and
@@ -116,8 +120,8 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             univariate series and a list of 1-D arrays holds univariate series. In an
             array, sequences of unequal length may be padded at the end with NaN (the UCR
             archive's convention): each ends at its last step that is not all NaN.
-        model: a registered model name (:func:`seqclf.list_models`):
-            ``"inception_time_small"`` (:class:`~seqclf.InceptionTime` with 16 filters
+        model: a registered model name (:func:`seqclf.list_models`): ``"rocket"``
+            (:class:`~seqclf.Rocket`, fitted in closed form), ``"inception_time_small"`` (:class:`~seqclf.InceptionTime` with 16 filters
             and 3 modules), ``"inception_time"`` (the published network),
             ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`),
             ``"lstm"`` (a plain :class:`~seqclf.SequenceClassifier`), ...
@@ -154,15 +158,18 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         model_: the fitted :class:`torch.nn.Module` (on ``device``, in eval mode).
         history_: the fit's :class:`~seqclf.History`, one record per epoch
             (``epoch`` from 0, ``train_loss``, ``train_accuracy``, and ``val_loss``,
-            ``val_accuracy`` when a validation set was held out).
+            ``val_accuracy`` when a validation set was held out). A model fitted in closed
+            form has one record: ``epoch`` 0, ``loo_accuracy`` (its leave-one-out accuracy
+            on the training data) and ``alpha`` (the ridge penalty chosen).
         best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds: the
-            lowest validation loss when a validation set was held out, else the last epoch.
+            lowest validation loss when a validation set was held out, else the last epoch
+            (0 for a model fitted in closed form).
 
     Examples:
         >>> import numpy as np
         >>> X = np.random.default_rng(0).normal(size=(40, 2, 12))  # (n_cases, n_channels, n_timepoints)
         >>> y = np.where(X[:, 0, :].mean(axis=1) > 0, "up", "down")
-        >>> clf = SequenceClassifierEstimator(min_steps=20, random_state=0, device="cpu").fit(X, y)
+        >>> clf = SequenceClassifierEstimator(random_state=0, device="cpu").fit(X, y)
         >>> clf.classes_.tolist(), clf.predict(X[:3]).shape, clf.predict_proba(X[:3]).shape
         (['down', 'up'], (3,), (3, 2))
         >>> len(clf.history_) > 0 and clf.best_epoch_ == clf.history_[-1]["epoch"]
@@ -173,7 +180,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self,
         *,
         layout: Layout | None = None,
-        model: Model = "inception_time_small",
+        model: Model = "rocket",
         hidden_size: int | None = None,
         num_layers: int = 1,
         cell: str = "lstm",
