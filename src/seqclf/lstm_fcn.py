@@ -43,7 +43,7 @@ class LSTMFCNConfig:
     """Everything needed to rebuild an :class:`LSTMFCN` (stored in checkpoints).
 
     The defaults are the library's time-series model, chosen by measurement on UCR/UEA
-    data (see ``docs/benchmarks.md``); only the two sizes have none.
+    data (see the Benchmarks page of the documentation); only the two sizes have none.
     """
 
     input_size: int

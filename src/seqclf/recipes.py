@@ -3,7 +3,7 @@
 ``TUTORIAL`` is the classic tutorial's recipe (batches of 32, Adam 1e-3, constant).
 ``FAST`` reaches the tutorial's 3-epoch Fashion-MNIST test accuracy in a fraction of its
 time: larger batches use the hardware better, and a one-cycle schedule (warm up to a
-high rate, then anneal) lets fewer steps go as far (see ``docs/benchmarks.md``).
+high rate, then anneal) lets fewer steps go as far (see the Benchmarks page of the documentation).
 
 :class:`SmallDataRecipe` trains on the small data sets typical of time-series
 classification (tens to hundreds of sequences): a budget in optimizer steps rather than
@@ -118,7 +118,7 @@ class SmallDataRecipe:
     ``val_fraction`` of it is held out: the weights of the epoch with the lowest
     validation loss are restored at the end, and training stops early when the validation
     loss has not improved for ``patience`` of the epochs. A smaller validation set is too
-    coarse to choose weights by (measured: it loses accuracy, see ``docs/benchmarks.md``),
+    coarse to choose weights by (measured: it loses accuracy, see the Benchmarks page),
     so a smaller data set trains on everything and keeps the weights at the end of the
     annealed schedule, as the field's reference deep models do. The same settings serve
     every data set.
@@ -130,7 +130,7 @@ class SmallDataRecipe:
         classes_per_budget: the number of classes ``min_steps`` serves; with more
             classes the least number of steps grows in proportion (37 classes: 1850
             steps), so that many classes of few sequences each get the training they
-            need (measured: see ``docs/benchmarks.md``).
+            need (measured: see the Benchmarks page).
         lr: Adam's peak learning rate.
         warmup: the fraction of the steps spent warming up.
         val_fraction: fraction of each class held out for validation (at least one

@@ -23,8 +23,10 @@ from torch import Tensor
 
 __all__ = ["DEFAULT_ALPHAS", "RidgeFit", "fit_ridge"]
 
-DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0 ** (-3 + 6 * i / 9) for i in range(10))
-"""The penalties tried by default: ten from 1e-3 to 1e3, evenly spaced in log (as ROCKET's)."""
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0 ** (-3 + i / 2) for i in range(17))
+"""The penalties tried by default: 17 from 1e-3 to 1e5, half a decade apart (ROCKET's ten from
+1e-3 to 1e3 chose their largest on a third of the UCR development sets; the wider grid was
+better or equal on every one measured)."""
 
 _TEMPERATURES = torch.logspace(-1, 3, 81, dtype=torch.float64)  # scales tried for the logits
 
@@ -82,15 +84,15 @@ def fit_ridge(features: Tensor, y: Tensor, num_classes: int, alphas: Sequence[fl
         v, q = torch.linalg.eigh((z @ z.T).double())  # (n,), (n, n): the product in the features' dtype
         qt = q.T @ t  # (n, C)
         shrink = v.clamp(min=0)[None, :] / (v.clamp(min=0)[None, :] + alpha_list[:, None])  # (A, n)
-        fitted = torch.einsum("ij,aj,jc->aic", q, shrink, qt)  # (A, n, C)
-        leverage = torch.einsum("ij,aj->ai", q * q, shrink)  # (A, n)
+        fitted = torch.stack([q @ (row[:, None] * qt) for row in shrink])  # (A, n, C)
+        leverage = ((q * q) @ shrink.T).T  # (A, n)
     else:  # primal: z^T z = V diag(v) V^T
         v, vecs = torch.linalg.eigh((z.T @ z).double())  # (p,), (p, p)
         u = z.double() @ vecs  # (n, p)
         ut = u.T @ t  # (p, C)
         inverse = 1.0 / (v.clamp(min=0)[None, :] + alpha_list[:, None])  # (A, p)
-        fitted = torch.einsum("ij,aj,jc->aic", u, inverse, ut)  # (A, n, C)
-        leverage = torch.einsum("ij,aj->ai", u * u, inverse)  # (A, n)
+        fitted = torch.stack([u @ (row[:, None] * ut) for row in inverse])  # (A, n, C)
+        leverage = ((u * u) @ inverse.T).T  # (A, n)
     # leave-one-out residuals of every penalty at once; the intercept's own leverage is 1/n
     residual = (t[None] - fitted) / (1.0 - leverage - 1.0 / n).clamp(min=1e-12)[:, :, None]  # (A, n, C)
     best = int(torch.argmin((residual**2).sum(dim=(1, 2))))

@@ -100,13 +100,13 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     The default model is :class:`~seqclf.Rocket` (``"rocket"``): thousands of random
     convolutional kernels, pooled, and a ridge-regression head fitted in closed form
     (no optimizer, no epochs; the penalty chosen by leave-one-out error), chosen by
-    measurement over UCR archive data sets (see ``docs/benchmarks.md``). It standardises
+    measurement over UCR archive data sets (see the Benchmarks page of the documentation). It standardises
     each input feature inside itself, with statistics fitted on the training data and
     saved with the weights. Every other registered model (``"inception_time_small"``,
     ``"lstm_fcn"``, ``"lstm"``...) is trained by gradient with
     :data:`seqclf.recipes.SMALL_DATA` (at least ``min_steps`` optimizer steps, more with
     many classes, a one-cycle schedule, a validation split with early stopping on data
-    sets large enough for one); see ``docs/time-series.md``. The training knobs
+    sets large enough for one); see the Time-series classification page. The training knobs
     (``min_steps``, ``batch_size``, ``lr``, ``val_fraction``) apply to those models only:
     set with ``"rocket"``, they are refused.
 
@@ -726,7 +726,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
     corpora that the text benchmark does not use, built from Debian packages: short
     fortunes by category and long manual pages by section (``benchmarks/text_dev.py``; the
     settings with the best accuracy gap to TF-IDF + logistic regression averaged over
-    both). BBC News is only measured with them (``docs/benchmarks.md``). The constructor
+    both). BBC News is only measured with them (see the Benchmarks page). The constructor
     takes hyperparameters only, so ``clone`` and ``GridSearchCV`` work.
 
     Args:
@@ -807,37 +807,6 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
-
-    def _fit_closed_form(
-        self, model: nn.Module, x: Tensor, lengths: Tensor | None, y: Tensor
-    ) -> tuple[History, int | None]:
-        """Fit a model that fits in closed form (its ``fit_closed_form``, e.g. :class:`~seqclf.Rocket`'s ridge).
-
-        No optimizer runs, so the training knobs must stay at their defaults. The history
-        is one record: the leave-one-out accuracy and the ridge penalty chosen.
-        """
-        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
-        knobs = {name: getattr(self, name) for name in ("min_steps", "batch_size", "lr", "val_fraction")
-                 if getattr(self, name) != defaults[name]}
-        if knobs:
-            raise ValueError(
-                f"{sorted(knobs)} do not apply to model={self.model!r}, which is fitted in closed form (ridge "
-                f"regression, no optimizer); got {knobs}: leave them at their defaults"
-            )
-        device = resolve_device(self.device)
-        model.to(device)
-        source = model_source(model, (x,) if lengths is None else (x, lengths), device, name="X", labelled=False)
-        assert isinstance(source, TensorSource)  # an X and its lengths make a tensor source
-        if _verbosity(self.verbose):
-            logger.info("fitting %s on %d sequences (%d features, up to %d time points), %d classes: in closed form",
-                        type(model).__name__, len(x), x.shape[-1], x.shape[1], int(y.max()) + 1)
-        fit_closed_form: Callable[..., Any] = getattr(model, "fit_closed_form")  # noqa: B009 (an nn.Module's method)
-        fit = fit_closed_form(source.x, y.to(device), source.lengths)
-        record: Record = {"epoch": 0, "loo_accuracy": float(fit.loo_accuracy), "alpha": float(fit.alpha)}
-        if _verbosity(self.verbose):
-            logger.info("fit done: ridge penalty %.3g chosen by leave-one-out error (leave-one-out accuracy %.4f)",
-                        fit.alpha, fit.loo_accuracy)
-        return History([record]), 0
 
     # ------------------------------------------------------------- sklearn API
     def fit(self, X: Any, y: Any) -> TextClassifierEstimator:
