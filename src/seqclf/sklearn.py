@@ -121,8 +121,9 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             array, sequences of unequal length may be padded at the end with NaN (the UCR
             archive's convention): each ends at its last step that is not all NaN.
         model: a registered model name (:func:`seqclf.list_models`): ``"rocket"``
-            (:class:`~seqclf.Rocket`, fitted in closed form), ``"inception_time_small"`` (:class:`~seqclf.InceptionTime` with 16 filters
-            and 3 modules), ``"inception_time"`` (the published network),
+            (:class:`~seqclf.Rocket`, fitted in closed form), ``"inception_time_small"``
+            (:class:`~seqclf.InceptionTime` with 16 filters and 3 modules),
+            ``"inception_time"`` (the published network),
             ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`),
             ``"lstm"`` (a plain :class:`~seqclf.SequenceClassifier`), ...
         hidden_size: hidden units of the recurrent layer (per direction); None: the
