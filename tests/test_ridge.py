@@ -91,3 +91,18 @@ def test_bad_input_is_refused_naming_the_argument() -> None:
     z[0, 0] = float("nan")
     with pytest.raises(ValueError, match="features must be finite"):
         fit_ridge(z, y, 3)
+
+
+@pytest.mark.parametrize(("n", "p"), [(60, 80), (60, 10)])
+def test_many_examples_choose_on_a_subset_and_solve_on_all(n: int, p: int) -> None:
+    z, y = problem(n, p, seed=2)
+    torch.manual_seed(0)
+    fit = fit_ridge(z, y, 3, max_loo=25)
+    weight, bias = ridge_scores(z, targets(y, 3), fit.alpha)  # the chosen penalty's ridge on all n
+    torch.testing.assert_close(fit.weight, weight.T * fit.temperature, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(fit.bias, bias * fit.temperature, rtol=1e-6, atol=1e-8)
+    torch.manual_seed(0)
+    subset = torch.randperm(n)[:25]  # the subset the fit drew: its own leave-one-out choice
+    assert fit.alpha == fit_ridge(z[subset], y[subset], 3).alpha
+    with pytest.raises(ValueError, match="max_loo must be an int >= 2; got 1"):
+        fit_ridge(z, y, 3, max_loo=1)
