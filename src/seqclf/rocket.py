@@ -36,6 +36,7 @@ from ._checks import boolean, config_from_dict, positive_int
 from ._convolutional import ConvolutionalClassifier
 from ._model_record import rebuild_model
 from .encoders import _tracing, check_input, check_lengths
+from .hydra import HydraFeatures
 from .normalization import Standardize
 from .registry import register_model
 from .ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge
@@ -59,12 +60,14 @@ class RocketConfig:
     num_classes: int
     num_kernels: int = 10_000
     difference: bool = True
+    hydra: bool = False
     normalize: bool = True
 
     def __post_init__(self) -> None:
         for name in ("input_size", "num_classes", "num_kernels"):
             object.__setattr__(self, name, positive_int(name, getattr(self, name)))
         boolean("difference", self.difference)
+        boolean("hydra", self.hydra)
         boolean("normalize", self.normalize)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +80,7 @@ class RocketConfig:
         return config_from_dict(cls, data)
 
 
+@register_model("rocket_hydra", hydra=True)
 @register_model("rocket")
 class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
     """A random-convolutional-kernel classifier (ROCKET kernels, MultiRocket pooling); returns logits.
@@ -93,6 +97,9 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         num_kernels: random kernels; each gives 4 features per representation.
         difference: also convolve the first difference of each series (MultiRocket),
             doubling the features.
+        hydra: add Hydra's competing-kernel counts (:class:`~seqclf.hydra.HydraFeatures`,
+            64 groups of 8 kernels per dilation) to the features, as MultiRocket-Hydra
+            does (registered as ``"rocket_hydra"``).
         normalize: standardise each input feature inside the model, with statistics
             fitted on the training data and saved with the weights.
 
@@ -119,6 +126,7 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         num_classes: int,
         num_kernels: int = 10_000,
         difference: bool = True,
+        hydra: bool = False,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -127,6 +135,7 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
             num_classes=num_classes,
             num_kernels=num_kernels,
             difference=difference,
+            hydra=hydra,
             normalize=normalize,
         )
         k, channels = c.num_kernels, c.input_size
@@ -149,8 +158,9 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         self.register_buffer("dilation_exponent", torch.rand(k, device=cpu))  # (K,) in [0, 1): where in the range
         self.register_buffer("dilation", torch.ones(k, dtype=torch.int64, device=cpu))  # (K,)
         self.normalize: Standardize | None = Standardize(channels) if c.normalize else None
-        self.register_buffer("feature_mean", torch.zeros(self.num_features))
-        self.register_buffer("feature_scale", torch.ones(self.num_features))
+        self.register_buffer("feature_mean", torch.zeros(self._pooled_features))  # of the pooled features
+        self.register_buffer("feature_scale", torch.ones(self._pooled_features))
+        self.hydra: HydraFeatures | None = HydraFeatures(channels) if c.hydra else None
         self.dropout = nn.Identity()
         self.head = nn.Linear(self.num_features, c.num_classes)
         self._groups: list[tuple[int, Tensor, list[tuple[int, int, int]]]] = []
@@ -170,6 +180,10 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
     @property
     def num_features(self) -> int:
         """Size of the encoding returned by :meth:`forward_features`."""
+        return self._pooled_features + (0 if self.hydra is None else self.hydra.num_features)
+
+    @property
+    def _pooled_features(self) -> int:
         return self.config.num_kernels * _POOLS * (2 if self.config.difference else 1)
 
     @torch.no_grad()
@@ -181,6 +195,9 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         levels = torch.round(self.dilation_exponent * (_DILATION_LEVELS - 1)) / (_DILATION_LEVELS - 1)
         self.dilation.copy_(torch.floor(2 ** (levels * top)).to(torch.int64).clamp(min=1))
         self._group_kernels()
+        if getattr(self, "hydra", None) is not None:
+            assert self.hydra is not None
+            self.hydra.set_reference_length(length)
 
     def _group_kernels(self) -> None:
         """Cache the convolutions to run: per distinct dilation, its kernels, in runs of one output margin.
@@ -231,15 +248,16 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
             h = h.masked_fill(~valid[:, None, :], 0.0)
         steps = x.shape[1]
         pooled = [self._pool(h, lengths, steps)]
+        diff_lengths = None if lengths is None else lengths - 1  # a lone sequence of n steps has n - 1
+        diff = F.pad(h[:, :, 1:] - h[:, :, :-1], (0, 1))  # (B, C, T): x[t + 1] - x[t]; the last step is 0
+        if diff_lengths is not None:
+            diff = diff.masked_fill(torch.arange(steps, device=x.device) >= diff_lengths[:, None, None], 0.0)
         if self.config.difference:
-            # (B, C, T): step t holds x[t + 1] - x[t]; a lone sequence of n steps has n - 1 (the last step is 0)
-            diff = F.pad(h[:, :, 1:] - h[:, :, :-1], (0, 1))
-            diff_lengths = None if lengths is None else lengths - 1
-            if diff_lengths is not None:
-                diff = diff.masked_fill(torch.arange(steps, device=x.device) >= diff_lengths[:, None, None], 0.0)
             pooled.append(self._pool(diff, diff_lengths, steps - 1))
-        features = torch.cat(pooled, dim=1)  # (B, num_features)
-        return (features - self.feature_mean) / self.feature_scale
+        features = (torch.cat(pooled, dim=1) - self.feature_mean) / self.feature_scale  # (B, pooled features)
+        if self.hydra is None:
+            return features
+        return torch.cat([features, self.hydra(h, diff, lengths, steps)], dim=1)  # (B, num_features)
 
     def _pool(self, h: Tensor, steps: Tensor | None, valid: int) -> Tensor:
         """PPV, max, MPV and MIPV of every kernel over ``h`` ``(B, C, T)`` -> ``(B, 4K)``.
@@ -281,15 +299,23 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         self.set_reference_length(longest)
         self.feature_mean.zero_()
         self.feature_scale.fill_(1.0)
+        if self.hydra is not None:
+            self.hydra.reset_scaling()
         was_training = self.training
         self.eval()
-        features = self.forward_features(x, lengths)  # (N, F)
+        everything = self.forward_features(x, lengths)  # (N, F) unscaled
+        features = everything[:, : self._pooled_features]  # (N, pooled features)
         mean = features.mean(dim=0, dtype=torch.float64)  # (F,)
         std = ((features - mean.to(features.dtype)) ** 2).mean(dim=0, dtype=torch.float64).sqrt()
         scale = torch.where(std > 1e-6 * mean.abs().clamp(min=1.0), std, torch.ones_like(std))  # constant: 1
         self.feature_mean.copy_(mean)
         self.feature_scale.copy_(scale)
         features = (features - self.feature_mean) / self.feature_scale  # (N, F), as forward_features now gives
+        if self.hydra is not None:
+            root = everything[:, self._pooled_features :]  # (N, Hydra features): the square-rooted counts
+            self.hydra.fit_scaling(root)
+            features = torch.cat([features, (root - self.hydra.mean) * (root != 0) / self.hydra.scale], dim=1)
+        del everything
         fit = fit_ridge(features, y.to(features.device), self.config.num_classes, alphas)
         head = self.head
         assert isinstance(head, nn.Linear)
@@ -301,7 +327,7 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
     def extra_repr(self) -> str:
         c = self.config
         return (
-            f"input_size={c.input_size}, num_kernels={c.num_kernels}, difference={c.difference}, "
+            f"input_size={c.input_size}, num_kernels={c.num_kernels}, difference={c.difference}, hydra={c.hydra}, "
             f"num_classes={c.num_classes}" + (", normalize=True" if c.normalize else "")
         )
 
