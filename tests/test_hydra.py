@@ -83,5 +83,5 @@ def test_the_sparse_scaling_leaves_zeros_at_zero() -> None:
     raw = unscaled(hydra, series, None)
     assert bool((raw == 0).any()) and bool((scaled[raw == 0] == 0).all())  # a zero count stays zero
     assert not torch.equal(scaled, raw)
-    with pytest.raises(ValueError, match="groups must be even .* got 3"):
+    with pytest.raises(ValueError, match=r"groups must be even .* got 3"):
         HydraFeatures(input_size=1, groups=3)
