@@ -58,7 +58,7 @@ class RocketConfig:
 
     input_size: int
     num_classes: int
-    num_kernels: int = 10_000
+    num_kernels: int = 5_000
     difference: bool = True
     hydra: bool = False
     normalize: bool = True
@@ -124,7 +124,7 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
         self,
         input_size: int,
         num_classes: int,
-        num_kernels: int = 10_000,
+        num_kernels: int = 5_000,
         difference: bool = True,
         hydra: bool = False,
         normalize: bool = True,
@@ -303,19 +303,20 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
             self.hydra.reset_scaling()
         was_training = self.training
         self.eval()
-        everything = self.forward_features(x, lengths)  # (N, F) unscaled
-        features = everything[:, : self._pooled_features]  # (N, pooled features)
-        mean = features.mean(dim=0, dtype=torch.float64)  # (F,)
-        std = ((features - mean.to(features.dtype)) ** 2).mean(dim=0, dtype=torch.float64).sqrt()
+        features = self.forward_features(x, lengths)  # (N, F) unscaled; scaled in place below
+        pooled = features[:, : self._pooled_features]  # (N, pooled features), a view
+        mean = pooled.mean(dim=0, dtype=torch.float64)
+        std = ((pooled - mean.to(pooled.dtype)) ** 2).mean(dim=0, dtype=torch.float64).sqrt()
         scale = torch.where(std > 1e-6 * mean.abs().clamp(min=1.0), std, torch.ones_like(std))  # constant: 1
         self.feature_mean.copy_(mean)
         self.feature_scale.copy_(scale)
-        features = (features - self.feature_mean) / self.feature_scale  # (N, F), as forward_features now gives
+        pooled.sub_(self.feature_mean).div_(self.feature_scale)  # as forward_features now gives
         if self.hydra is not None:
-            root = everything[:, self._pooled_features :]  # (N, Hydra features): the square-rooted counts
+            root = features[:, self._pooled_features :]  # (N, Hydra features): the square-rooted counts
             self.hydra.fit_scaling(root)
-            features = torch.cat([features, (root - self.hydra.mean) * (root != 0) / self.hydra.scale], dim=1)
-        del everything
+            nonzero = root != 0
+            root.sub_(self.hydra.mean).mul_(nonzero).div_(self.hydra.scale)
+            del nonzero
         fit = fit_ridge(features, y.to(features.device), self.config.num_classes, alphas)
         head = self.head
         assert isinstance(head, nn.Linear)

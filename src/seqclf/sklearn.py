@@ -97,18 +97,19 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
     points, which is more often ``(n_cases, n_timepoints, n_features)`` data, is refused
     with a message naming both layouts; pass ``layout="nct"`` to read it channels-first.
 
-    The default model is :class:`~seqclf.Rocket` (``"rocket"``): thousands of random
-    convolutional kernels, pooled, and a ridge-regression head fitted in closed form
-    (no optimizer, no epochs; the penalty chosen by leave-one-out error), chosen by
-    measurement over UCR archive data sets (see the Benchmarks page of the documentation). It standardises
-    each input feature inside itself, with statistics fitted on the training data and
-    saved with the weights. Every other registered model (``"inception_time_small"``,
-    ``"lstm_fcn"``, ``"lstm"``...) is trained by gradient with
-    :data:`seqclf.recipes.SMALL_DATA` (at least ``min_steps`` optimizer steps, more with
-    many classes, a one-cycle schedule, a validation split with early stopping on data
-    sets large enough for one); see the Time-series classification page. The training knobs
+    The default model is :class:`~seqclf.Rocket` with Hydra's kernels
+    (``"rocket_hydra"``): thousands of random convolutional kernels (ROCKET's, pooled as
+    MultiRocket pools them, and Hydra's competing groups) and a ridge-regression head
+    fitted in closed form (no optimizer, no epochs; the penalty chosen by leave-one-out
+    error), chosen by measurement over UCR archive data sets (see the Benchmarks page of
+    the documentation). It standardises each input feature inside itself, with statistics
+    fitted on the training data and saved with the weights. Every other registered model
+    (``"inception_time_small"``, ``"lstm_fcn"``, ``"lstm"``...) is trained by gradient
+    with :data:`seqclf.recipes.SMALL_DATA` (at least ``min_steps`` optimizer steps, more
+    with many classes, a one-cycle schedule, a validation split with early stopping on
+    data sets large enough for one); see the Time-series classification page. The training knobs
     (``min_steps``, ``batch_size``, ``lr``, ``val_fraction``) apply to those models only:
-    set with ``"rocket"``, they are refused.
+    set with ``"rocket_hydra"`` or ``"rocket"``, they are refused.
 
     Args:
         layout: how ``X`` is laid out. None (the default): channels-first as in aeon and
@@ -120,8 +121,9 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
             univariate series and a list of 1-D arrays holds univariate series. In an
             array, sequences of unequal length may be padded at the end with NaN (the UCR
             archive's convention): each ends at its last step that is not all NaN.
-        model: a registered model name (:func:`seqclf.list_models`): ``"rocket"``
-            (:class:`~seqclf.Rocket`, fitted in closed form), ``"inception_time_small"``
+        model: a registered model name (:func:`seqclf.list_models`): ``"rocket_hydra"``
+            and ``"rocket"`` (:class:`~seqclf.Rocket` with and without Hydra's kernels,
+            fitted in closed form), ``"inception_time_small"``
             (:class:`~seqclf.InceptionTime` with 16 filters and 3 modules),
             ``"inception_time"`` (the published network),
             ``"lstm_fcn"`` (:class:`~seqclf.LSTMFCN`),
@@ -181,7 +183,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self,
         *,
         layout: Layout | None = None,
-        model: Model = "rocket",
+        model: Model = "rocket_hydra",
         hidden_size: int | None = None,
         num_layers: int = 1,
         cell: str = "lstm",
