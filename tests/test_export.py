@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,6 +173,7 @@ def test_a_fitted_estimator_exports_with_its_layout_and_labels(
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata["classes"]) == ["run", "sit", "walk"] == clf.classes_.tolist()
     assert metadata["layout"] == ("ntc" if layout == "ntc" else "nct") and metadata["n_features_in"] == "2"
+    assert metadata["kind"] == "SequenceClassifierEstimator"
 
     lengths = np.array([len(s) if layout == "ntc" else s.shape[1] for s in sequences])
     longest = int(lengths.max())
@@ -194,7 +198,8 @@ def test_estimator_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"model must be a fitted SequenceClassifierEstimator \(call fit first\)"):
         to_onnx(SequenceClassifierEstimator(), tmp_path / "clf.onnx")
-    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module or a fitted SequenceClassifierEstimator; got str"):
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, a fitted SequenceClassifierEstimator or a fitted "
+                       r"TextClassifierEstimator; got str"):
         to_onnx("model.pt", tmp_path / "clf.onnx")
     x = np.random.default_rng(0).normal(size=(8, 1, 5))
     clf = SequenceClassifierEstimator(model="lstm", hidden_size=4, min_steps=2, random_state=0, device="cpu")
@@ -206,6 +211,113 @@ def test_estimator_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     assert path.read_bytes() == b"precious"
     assert to_onnx(clf, path, overwrite=True) == path and path.stat().st_size > 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.onnx"]
+
+
+def _text_task() -> tuple[list[str], list[str]]:
+    """Three classes by keyword among noise words, texts of 2 to 15 words, mixed case and punctuation."""
+    rng = np.random.default_rng(0)
+    noise = [f"w{i}" for i in range(12)]
+    keyword = {"sport": "Goal", "politics": "VOTE", "weather": "rain!"}
+    texts, labels = [], []
+    for i in range(45):
+        label = list(keyword)[i % 3]
+        words = list(rng.choice(noise, int(rng.integers(1, 15))))
+        words.insert(int(rng.integers(len(words) + 1)), keyword[label])
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+# unknown words, one-letter words and punctuation (no token), accents, a text with no token,
+# and texts longer than max_length=8
+_NEW_TEXTS = ["goal", "w1 vote, w2 VOTE w3", "a b c", "", "Café RAIN w4 w5 w6 w7 w8 w9 w10 w11 goal",
+              "unknown words only", "w2 " * 20 + "vote", "rain"]
+
+
+@pytest.fixture(scope="module")
+def text_clf() -> Any:
+    pytest.importorskip("sklearn", reason="the text estimator needs scikit-learn (seqclf[sklearn])")
+    from seqclf.sklearn import TextClassifierEstimator
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        clf = TextClassifierEstimator(min_count=1, min_steps=30, max_length=8, random_state=0, device="cpu")
+        return clf.fit(*_text_task())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tokenise_from_metadata(metadata: dict[str, str], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The user's tokenisation from the file's metadata alone, without seqclf or scikit-learn (docs/text.md)."""
+    index = {token: i for i, token in enumerate(json.loads(metadata["vocabulary"])) if token is not None}
+    unknown, max_length = int(metadata["unknown_id"]), int(metadata["max_length"])
+    rows = []
+    for text in texts:
+        tokens = re.findall(metadata["token_pattern"], text.lower() if json.loads(metadata["lowercase"]) else text)
+        rows.append([index.get(token, unknown) for token in tokens[:max_length]] or [unknown])
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    ids = np.full((len(rows), lengths.max()), int(metadata["padding_id"]), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    return ids, lengths
+
+
+def test_a_fitted_text_estimator_exports_with_its_labels_and_tokenisation(
+    tmp_path: Path, one_thread: None, text_clf: Any
+) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf.export import to_onnx
+    from seqclf.vocabulary import Vocabulary
+
+    path = to_onnx(text_clf, tmp_path / "text.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("x", "tensor(int64)"), ("lengths", "tensor(int64)")]
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert metadata["kind"] == "TextClassifierEstimator"
+    assert json.loads(metadata["classes"]) == ["politics", "sport", "weather"] == text_clf.classes_.tolist()
+    assert metadata["token_pattern"] == r"(?u)\b\w\w+\b" and metadata["lowercase"] == "true"
+    assert (metadata["max_length"], metadata["unknown_id"], metadata["padding_id"]) == ("8", "1", "0")
+    vocabulary = json.loads(metadata["vocabulary"])
+    assert vocabulary[:2] == [None, None] and len(vocabulary) == len(text_clf.vocabulary_)
+    assert Vocabulary(vocabulary[2:]) == text_clf.vocabulary_ and "goal" in vocabulary
+
+    train, _ = _text_task()
+    for texts in (_NEW_TEXTS, train, _NEW_TEXTS[4:5]):
+        ids, lengths = _tokenise_from_metadata(metadata, texts)
+        expected_ids, expected_lengths = text_clf.encode(texts)
+        np.testing.assert_array_equal(ids, expected_ids.numpy())
+        np.testing.assert_array_equal(lengths, expected_lengths.numpy())
+        assert len(set(lengths.tolist())) > 1 or len(texts) == 1  # padded batches of different lengths
+        (proba,) = session.run(["probabilities"], {"x": ids, "lengths": lengths})
+        np.testing.assert_allclose(proba, text_clf.predict_proba(texts), atol=1e-5, rtol=0)
+        junk = np.where(np.arange(ids.shape[1])[None, :] >= lengths[:, None], 5, ids)  # known ids in the padding
+        (proba_junk,) = session.run(["probabilities"], {"x": junk, "lengths": lengths})
+        np.testing.assert_allclose(proba_junk, proba, atol=1e-6, rtol=0)
+        labels = np.array(json.loads(metadata["classes"]))[proba.argmax(axis=1)]
+        np.testing.assert_array_equal(labels, text_clf.predict(texts))
+    assert (text_clf.predict(train) == np.array(_text_task()[1])).mean() > 0.5  # it learnt something to compare
+
+
+def test_text_estimator_export_refuses_what_it_cannot_write(tmp_path: Path, text_clf: Any) -> None:
+    pytest.importorskip("onnx", reason="ONNX export is the optional extra seqclf[onnx]")
+    from seqclf.export import to_onnx
+    from seqclf.sklearn import TextClassifierEstimator
+
+    with pytest.raises(ValueError, match=r"^model must be a fitted TextClassifierEstimator \(call fit first\); got an unfitted one$"):
+        to_onnx(TextClassifierEstimator(), tmp_path / "text.onnx")
+    odd = copy.copy(text_clf)
+    odd.classes_ = np.array([1j, 2j, 3j])  # labels no JSON array can hold
+    with pytest.raises(TypeError, match=r"^model\.classes_ must be str, int, float or bool labels to be exported; got \['complex'\]$"):
+        to_onnx(odd, tmp_path / "text.onnx")
+    assert not (tmp_path / "text.onnx").exists()
+    path = tmp_path / "text.onnx"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="already exists; refusing to overwrite it"):
+        to_onnx(text_clf, path)
+    assert path.read_bytes() == b"precious"
+    assert to_onnx(text_clf, path, overwrite=True) == path and path.stat().st_size > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.onnx"]
 
 
 def test_without_onnx_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

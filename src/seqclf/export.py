@@ -9,9 +9,10 @@ Examples:
     >>> session = onnxruntime.InferenceSession("model.onnx")  # doctest: +SKIP
     >>> (logits,) = session.run(["logits"], {"x": x.numpy(), "lengths": lengths.numpy()})  # doctest: +SKIP
 
-A fitted :class:`~seqclf.sklearn.SequenceClassifierEstimator` exports in the same call;
-its file takes ``X`` in the estimator's layout and carries the class labels (see
-:func:`to_onnx`).
+A fitted :class:`~seqclf.sklearn.SequenceClassifierEstimator` or
+:class:`~seqclf.sklearn.TextClassifierEstimator` exports in the same call; its file
+returns probabilities and carries the class labels (and a text estimator's tokenisation:
+see :func:`to_onnx`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._files import write_atomically
+from .vocabulary import PAD_ID, UNKNOWN_ID
 
 __all__ = ["ONNX_OPSET", "to_onnx"]
 
@@ -82,9 +84,22 @@ def to_onnx(
         (proba,) = session.run(["probabilities"], {"x": X, "lengths": np.full(len(X), X.shape[-1])})
         labels = classes[proba.argmax(axis=1)]
 
+    A fitted :class:`~seqclf.sklearn.TextClassifierEstimator` is exported whole too: the
+    graph takes ``x`` ``(batch, time)`` int64 token ids and ``lengths`` ``(batch,)`` int64,
+    what its ``encode(texts)`` returns, and returns ``probabilities`` in ``classes_`` order
+    as ``predict_proba`` does. Beside ``classes``, the metadata holds the tokenisation, so
+    texts are tokenised without seqclf or scikit-learn: ``vocabulary`` (a JSON array of the
+    tokens by id, ``null`` at the padding and unknown ids), ``lowercase`` (JSON ``true`` or
+    ``false``), ``token_pattern`` (scikit-learn's ``(?u)\\b\\w\\w+\\b``), ``max_length``,
+    ``unknown_id`` and ``padding_id``. A text's ids are those of its tokens
+    ``re.findall(token_pattern, text.lower())[:max_length]`` (``text`` as it is when
+    ``lowercase`` is false), ``unknown_id`` for a token not in the vocabulary, and one
+    ``unknown_id`` for a text with no token. Each estimator's file names it in ``kind``.
+
     Args:
         model: a seqclf classifier (``forward(x, lengths)`` returning logits), exported in
-            eval mode, or a fitted ``SequenceClassifierEstimator``; neither is changed.
+            eval mode, or a fitted ``SequenceClassifierEstimator`` or
+            ``TextClassifierEstimator``; none is changed.
         path: the ``.onnx`` file to write.
         overwrite: replace ``path`` if it exists (otherwise an existing file is refused).
         opset_version: the ONNX opset to target.
@@ -93,6 +108,9 @@ def to_onnx(
         The path written.
 
     Raises:
+        TypeError: ``model`` is none of these, or an estimator's labels are not str, int,
+            float or bool.
+        ValueError: ``model`` is an estimator that is not fitted.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         OSError: the write failed (e.g. a full disk); ``path`` is then left as it was.
         ImportError: the ``onnx`` package is missing (``pip install onnx onnxruntime``).
@@ -119,41 +137,75 @@ def to_onnx(
 
 
 def _estimator_to_onnx(estimator: Any, path: Path, *, overwrite: bool, opset_version: int) -> Path:
-    """Write a fitted estimator: its layout, float64 input, probabilities, and its labels as metadata."""
-    expected = "model must be a torch.nn.Module or a fitted SequenceClassifierEstimator"
-    try:
-        from .sklearn import SequenceClassifierEstimator
-    except ImportError as error:  # without scikit-learn there is no estimator to export
-        raise TypeError(f"{expected}; got {type(estimator).__name__}") from error
-    if not isinstance(estimator, SequenceClassifierEstimator):
-        raise TypeError(f"{expected}; got {type(estimator).__name__}")
+    """Write a fitted estimator: its input as it takes it, probabilities, and its labels as metadata."""
+    kind = _estimator_kind(estimator)
     if not hasattr(estimator, "model_"):
-        raise ValueError("model must be a fitted SequenceClassifierEstimator (call fit first); got an unfitted one")
+        raise ValueError(f"model must be a fitted {kind} (call fit first); got an unfitted one")
     classes = estimator.classes_.tolist()
     if not all(isinstance(label, (str, int, float, bool)) for label in classes):
         kinds = sorted({type(label).__name__ for label in classes})
-        raise TypeError(f"the estimator's classes_ must be str, int, float or bool labels to be exported; got {kinds}")
+        raise TypeError(f"model.classes_ must be str, int, float or bool labels to be exported; got {kinds}")
     onnx = _import_onnx()
-    channels_first = estimator.layout != "ntc"
-    graph = _EstimatorGraph(copy.deepcopy(estimator.model_).to("cpu").eval(), channels_first)
-    n_features = int(estimator.n_features_in_)
+    model = copy.deepcopy(estimator.model_).to("cpu").eval()
     # a full-length example: the graph must not depend on it (nothing branches on lengths)
-    x = torch.zeros((2, n_features, 3) if channels_first else (2, 3, n_features), dtype=torch.float64)
     lengths = torch.full((2,), 3, dtype=torch.int64)
-    metadata = {"classes": json.dumps(classes), "layout": "nct" if channels_first else "ntc",
-                "n_features_in": str(n_features)}
+    if kind == "TextClassifierEstimator":
+        layout, x, time_axis = None, torch.zeros(2, 3, dtype=torch.int64), 1  # token ids (B, T)
+        inputs = _tokenisation(estimator)
+    else:
+        layout = "ntc" if estimator.layout == "ntc" else "nct"
+        n_features = int(estimator.n_features_in_)
+        time_axis = 2 if layout == "nct" else 1
+        x = torch.zeros((2, n_features, 3) if layout == "nct" else (2, 3, n_features), dtype=torch.float64)
+        inputs = {"layout": layout, "n_features_in": str(n_features)}
+    graph = _EstimatorGraph(model, layout)
+    metadata = {"kind": kind, "classes": json.dumps(classes), **inputs}
 
     def export(temporary: Path) -> None:
-        time_axis = 2 if channels_first else 1
         _export_graph(graph, (x, lengths), temporary, time_axis=time_axis, output="probabilities", opset=opset_version)
         proto = onnx.load(str(temporary))
         onnx.helper.set_model_props(proto, metadata)
         onnx.save(proto, str(temporary))
 
     written = write_atomically(path, export, overwrite=overwrite, what="ONNX file")
-    logger.info("exported %s (%d classes, layout %s) to %s (opset %d)", type(estimator).__name__, len(classes),
-                metadata["layout"], written, opset_version)
+    logger.info("exported %s (%d classes, input %s) to %s (opset %d)", kind, len(classes),
+                layout or "token ids", written, opset_version)
     return written
+
+
+def _estimator_kind(estimator: Any) -> str:
+    """The name of the seqclf estimator class ``estimator`` is, or a TypeError naming what it is."""
+    expected = ("model must be a torch.nn.Module, a fitted SequenceClassifierEstimator or a fitted "
+                "TextClassifierEstimator")
+    try:
+        from .sklearn import SequenceClassifierEstimator, TextClassifierEstimator
+    except ImportError as error:  # without scikit-learn there is no estimator to export
+        raise TypeError(f"{expected}; got {type(estimator).__name__}") from error
+    if isinstance(estimator, SequenceClassifierEstimator):
+        return "SequenceClassifierEstimator"
+    if isinstance(estimator, TextClassifierEstimator):
+        return "TextClassifierEstimator"
+    raise TypeError(f"{expected}; got {type(estimator).__name__}")
+
+
+def _tokenisation(estimator: Any) -> dict[str, str]:
+    """What a fitted text estimator's file needs to tokenise without seqclf, as metadata strings.
+
+    ``vocabulary`` lists the tokens by id (``null`` for the padding and unknown ids, which
+    no token maps to); a text is ``re.findall(token_pattern, text.lower() if lowercase else
+    text)[:max_length]``, each token its id or ``unknown_id``, and a text with no token is
+    one ``unknown_id``.
+    """
+    vectorizer = estimator._vectorizer()  # the analyzer the estimator tokenises with: plain words, no n-grams
+    tokens = estimator.vocabulary_.to_dict()["tokens"]  # the known tokens: ids 2, 3, ... after the reserved ones
+    return {
+        "vocabulary": json.dumps([None] * (len(estimator.vocabulary_) - len(tokens)) + tokens),
+        "lowercase": json.dumps(bool(vectorizer.lowercase)),
+        "token_pattern": vectorizer.token_pattern,
+        "max_length": str(int(estimator.max_length)),
+        "unknown_id": str(UNKNOWN_ID),
+        "padding_id": str(PAD_ID),
+    }
 
 
 def _import_onnx() -> Any:
@@ -190,15 +242,19 @@ def _export_graph(
 
 
 class _EstimatorGraph(nn.Module):
-    """An estimator's model as ONNX runs it: float64 input in its layout, probabilities out."""
+    """An estimator's model as ONNX runs it: its input as the estimator takes it, probabilities out.
 
-    def __init__(self, model: nn.Module, channels_first: bool) -> None:
+    ``layout`` ``"nct"`` or ``"ntc"``: float64 sequences in that layout; None: token ids ``(B, T)``.
+    """
+
+    def __init__(self, model: nn.Module, layout: str | None) -> None:
         super().__init__()
-        self.model, self.channels_first = model, channels_first
+        self.model, self.layout = model, layout
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        x = x.to(torch.float32)  # as the estimator converts X
-        if self.channels_first:
+        if self.layout is not None:
+            x = x.to(torch.float32)  # as the estimator converts X
+        if self.layout == "nct":
             x = x.transpose(1, 2)  # (B, C, T) -> (B, T, C)
         logits: Tensor = self.model(x, lengths)  # (B, n_classes)
         return logits.softmax(dim=1)  # (B, n_classes)

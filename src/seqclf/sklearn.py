@@ -960,8 +960,12 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
             dropout=self.dropout,
         )
 
+    def _vectorizer(self) -> Any:
+        """The scikit-learn vectorizer whose analyzer tokenises (its settings go into an ONNX file too)."""
+        return CountVectorizer(lowercase=self.lowercase)
+
     def _analyzer(self) -> Callable[[str], list[str]]:
-        analyzer: Callable[[str], list[str]] = CountVectorizer(lowercase=self.lowercase).build_analyzer()
+        analyzer: Callable[[str], list[str]] = self._vectorizer().build_analyzer()
         return analyzer
 
     def _tokenise(self, X: Any, name: str) -> list[list[str]]:
