@@ -202,7 +202,7 @@ def fit_and_score(split: Split, spec: str, seed: int, min_steps: int | None) -> 
         params: dict[str, Any] = {"layout": "nct", "random_state": seed, "device": "cpu"}
         if name != "default":
             params["model"] = name
-        if min_steps is not None:
+        if min_steps is not None and trained_by_gradient(name):
             params["min_steps"] = min_steps
         params.update(overrides)
         classifier = SequenceClassifierEstimator(**params)
@@ -214,6 +214,18 @@ def fit_and_score(split: Split, spec: str, seed: int, min_steps: int | None) -> 
     fit_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     accuracy = float(np.mean(classifier.predict(x_test) == split.y_test))
     return accuracy, fit_s, cpu_s
+
+
+def trained_by_gradient(name: str) -> bool:
+    """Whether seqclf's model ``name`` (``"default"``: the estimator's) trains by gradient, so takes ``min_steps``.
+
+    A model fitted in closed form (the default ``Rocket``) has no training budget.
+    """
+    from seqclf.registry import model_entry
+    from seqclf.sklearn import SequenceClassifierEstimator
+
+    model = SequenceClassifierEstimator().model if name == "default" else name
+    return not hasattr(model_entry(model).model_class, "fit_closed_form")
 
 
 @dataclass(frozen=True)
@@ -396,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="fits at once, one thread each (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("ucr_archive.csv"), help="results CSV (default: %(default)s)")
-    parser.add_argument("--min-steps", type=int, help="seqclf's training budget (tiny values for a smoke test)")
+    parser.add_argument("--min-steps", type=int,
+                        help="the training budget of seqclf's models trained by gradient (tiny: a smoke test)")
     parser.add_argument("--report", action="store_true", help="print the table of --out; fit nothing")
     args = parser.parse_args(argv)
     for flag in ("seeds", "jobs", "min_steps"):
@@ -422,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = read_rows(args.out)
     except ValueError as error:
         parser.error(str(error))
-    tasks = [Task(str(args.data_dir), d, m, s, args.min_steps) for d in datasets for m in args.models
+    budget = {m: args.min_steps if m != PEER and trained_by_gradient(parse_model(m)[0]) else None for m in args.models}
+    tasks = [Task(str(args.data_dir), d, m, s, budget[m]) for d in datasets for m in args.models
              for s in range(args.seeds)]
     done = {(r["dataset"], r["model"], int(r["seed"])): r["options"] for r in rows}
     clashes = [t for t in tasks if done.get((t.dataset, t.model, t.seed), t.options) != t.options]

@@ -114,7 +114,9 @@ def test_runs_every_model_then_resumes_a_half_finished_csv(
     assert keys == sorted((d, m, s) for d in ("Equal", "Unequal") for m in ("default", "lstm", "mr_hydra")
                           for s in ("0", "1"))
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["fit_s"]) > 0 and float(r["cpu_s"]) > 0 for r in rows)
-    assert {r["options"] for r in rows if r["model"] != "mr_hydra"} == {"min_steps=5"}
+    # the budget goes to models trained by gradient; the default (Rocket, closed form) has none
+    assert {r["options"] for r in rows if r["model"] == "lstm"} == {"min_steps=5"}
+    assert {r["options"] for r in rows if r["model"] in ("default", "mr_hydra")} == {""}
     unequal = next(r for r in rows if r["dataset"] == "Unequal")
     assert (unequal["n_train"], unequal["n_test"], unequal["length"], unequal["n_classes"]) == ("10", "6", "16", "2")
     # the ramps are easy: MR-Hydra and the defaults (even on a tiny budget) learn them
@@ -140,9 +142,9 @@ def test_runs_every_model_then_resumes_a_half_finished_csv(
 
 def test_a_csv_of_other_options_is_never_mixed_in(harness: ModuleType, archive: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
-    out.write_text(",".join(harness.FIELDS) + "\nEqual,default,0,0.5,1.0,0.9,12,8,16,2,min_steps=5\n")
+    out.write_text(",".join(harness.FIELDS) + "\nEqual,lstm,0,0.5,1.0,0.9,12,8,16,2,min_steps=5\n")
     with pytest.raises(SystemExit):
-        harness.main(["--data-dir", str(archive), "--datasets", "Equal", "--models", "default", "--out", str(out)])
+        harness.main(["--data-dir", str(archive), "--datasets", "Equal", "--models", "lstm", "--out", str(out)])
     assert out.read_text().count("\n") == 2  # untouched
     other = tmp_path / "other.csv"
     other.write_text("name,score\nx,1\n")
