@@ -248,6 +248,8 @@ class Rocket(ConvolutionalClassifier, nn.Module, SerializableModel):
             h = h.masked_fill(~valid[:, None, :], 0.0)
         steps = x.shape[1]
         pooled = [self._pool(h, lengths, steps)]
+        if not self.config.difference and self.hydra is None:
+            return (pooled[0] - self.feature_mean) / self.feature_scale
         diff_lengths = None if lengths is None else lengths - 1  # a lone sequence of n steps has n - 1
         diff = F.pad(h[:, :, 1:] - h[:, :, :-1], (0, 1))  # (B, C, T): x[t + 1] - x[t]; the last step is 0
         if diff_lengths is not None:

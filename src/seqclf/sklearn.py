@@ -216,6 +216,11 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         self.device = device
         self.verbose = verbose
 
+    @classmethod
+    def _defaults(cls) -> dict[str, Any]:
+        """Each constructor argument's default."""
+        return {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+
     # ------------------------------------------------------ the two steps to swap
     def _build_model(self, n_features: int, n_classes: int) -> nn.Module:
         """A fresh model mapping ``(x (B, T, n_features), lengths)`` to logits ``(B, n_classes)``.
@@ -226,7 +231,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         model does not take must stay at this estimator's default.
         """
         entry = model_entry(self.model)
-        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        defaults = self._defaults()
         options: dict[str, Any] = {}
         refused: dict[str, Any] = {}
         for name in ("hidden_size", "num_layers", "cell", "bidirectional", "dropout", "readout", "normalize"):
@@ -285,7 +290,7 @@ class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: igno
         No optimizer runs, so the training knobs must stay at their defaults. The history
         is one record: the leave-one-out accuracy and the ridge penalty chosen.
         """
-        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        defaults = self._defaults()
         knobs = {name: getattr(self, name) for name in ("min_steps", "batch_size", "lr", "val_fraction")
                  if getattr(self, name) != defaults[name]}
         if knobs:
