@@ -72,6 +72,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "uni-gru": {"bidirectional": False},
     "epochs6": {"min_epochs": 6},
     "lr2e-3": {"lr": 2e-3},
+    # second round, from the first round's choice (len800): a bag of words beside the GRU,
+    # and that with an LSTM (about half the GRU's cost)
+    "len800-bag": {"max_length": 800, "bag": True},
+    "len800-bag-lstm": {"max_length": 800, "bag": True, "cell": "lstm"},
+    # third round: dropout before the head (regularising a model of ~1M weights fitted on
+    # a few thousand texts), with the GRU and with the cheaper LSTM
+    "len800-drop": {"max_length": 800, "dropout": 0.5},
+    "len800-drop-lstm": {"max_length": 800, "dropout": 0.5, "cell": "lstm"},
 }
 
 

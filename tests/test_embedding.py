@@ -33,12 +33,16 @@ def order_task(n: int, seed: int, vocab: int = V) -> tuple[list[np.ndarray], np.
 
 
 @pytest.mark.parametrize(
-    ("cell", "readout", "bidirectional", "num_layers"),
-    list(itertools.product(["lstm", "gru", "rnn"], ["last", "mean", "max"], [False, True], [1, 2])),
+    ("cell", "readout", "bidirectional", "num_layers", "bag"),
+    [(*c, False) for c in itertools.product(["lstm", "gru", "rnn"], ["last", "mean", "max"], [False, True], [1, 2])]
+    + [(cell, readout, True, 1, True) for cell, readout in itertools.product(["lstm", "gru"], ["last", "max"])],
 )
-def test_ids_in_the_padding_never_change_a_result(cell: str, readout: str, bidirectional: bool, num_layers: int) -> None:
+def test_ids_in_the_padding_never_change_a_result(
+    cell: str, readout: str, bidirectional: bool, num_layers: int, bag: bool
+) -> None:
     model = SequenceClassifier(
         3, 5, 4, num_layers=num_layers, cell=cell, bidirectional=bidirectional, readout=readout, vocab_size=V,  # type: ignore[arg-type]
+        bag=bag,
     ).eval()
     lengths = torch.tensor([2, 7, 1, 5, 7, 3])
     sequences = [torch.randint(0, V, (int(n),)) for n in lengths]
@@ -82,8 +86,23 @@ def test_learns_the_order_task_that_a_bag_of_words_cannot(one_thread: None) -> N
     assert trainer.evaluate((x_test, y_test))["accuracy"] >= 0.95
 
 
-def test_save_load_and_from_checkpoint_round_trip(tmp_path: Path) -> None:
-    model = SequenceClassifier(3, 5, 2, vocab_size=V, freeze_embedding=True).eval()
+def test_the_bag_of_words_is_the_mean_of_the_valid_token_vectors() -> None:
+    model = SequenceClassifier(3, 5, 2, vocab_size=V, bag=True, bidirectional=True, readout="max").eval()
+    assert model.num_features == 2 * 5 + 3 and model.head.in_features == 13
+    x, lengths = torch.randint(0, V, (3, 6)), torch.tensor([6, 2, 4])
+    features = model.forward_features(x, lengths)
+    assert model.embedding is not None
+    for i, n in enumerate(lengths.tolist()):
+        expected = model.embedding.weight[x[i, :n]].mean(dim=0)  # (E,)
+        torch.testing.assert_close(features[i, 10:], expected, atol=1e-6, rtol=0)
+    without = SequenceClassifier(3, 5, 2, vocab_size=V, bidirectional=True, readout="max").eval()
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")}, strict=False)
+    torch.testing.assert_close(features[:, :10], without.forward_features(x, lengths), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bag", [False, True])
+def test_save_load_and_from_checkpoint_round_trip(tmp_path: Path, bag: bool) -> None:
+    model = SequenceClassifier(3, 5, 2, vocab_size=V, freeze_embedding=True, bag=bag).eval()
     x, lengths = torch.randint(0, V, (3, 6)), torch.tensor([6, 2, 4])
     model.save(tmp_path / "model.safetensors")
     loaded = SequenceClassifier.load(tmp_path / "model.safetensors").eval()
@@ -98,9 +117,10 @@ def test_save_load_and_from_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(rebuilt(x, lengths), model(x, lengths), rtol=0, atol=0)
 
 
-def test_onnx_export_takes_int64_ids_and_equals_eager(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bag", [False, True])
+def test_onnx_export_takes_int64_ids_and_equals_eager(tmp_path: Path, bag: bool) -> None:
     ort = pytest.importorskip("onnxruntime", reason="the ONNX test needs onnxruntime (seqclf[onnx])")
-    model = SequenceClassifier(3, 5, 4, vocab_size=V, bidirectional=True, readout="mean").eval()
+    model = SequenceClassifier(3, 5, 4, vocab_size=V, bidirectional=True, readout="mean", bag=bag).eval()
     path = seqclf.export.to_onnx(model, tmp_path / "model.onnx")
     session = ort.InferenceSession(str(path))
     assert [(i.name, i.type) for i in session.get_inputs()] == [("x", "tensor(int64)"), ("lengths", "tensor(int64)")]
@@ -111,9 +131,11 @@ def test_onnx_export_takes_int64_ids_and_equals_eager(tmp_path: Path) -> None:
     np.testing.assert_allclose(logits, model(x, lengths).detach().numpy(), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("cell", "readout"), list(itertools.product(["lstm", "gru"], ["last", "mean", "max"])))
-def test_streaming_one_token_at_a_time_equals_prefix_logits(cell: str, readout: str) -> None:
-    model = SequenceClassifier(3, 5, 4, cell=cell, readout=readout, vocab_size=V, num_layers=2).eval()  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("cell", "readout", "bag"), list(itertools.product(["lstm", "gru"], ["last", "mean", "max"], [False, True]))
+)
+def test_streaming_one_token_at_a_time_equals_prefix_logits(cell: str, readout: str, bag: bool) -> None:
+    model = SequenceClassifier(3, 5, 4, cell=cell, readout=readout, vocab_size=V, num_layers=2, bag=bag).eval()  # type: ignore[arg-type]
     x = torch.randint(0, V, (2, 6))
     state = model.initial_state(batch_size=2)
     for t in range(6):
@@ -181,6 +203,7 @@ def test_bad_ids_name_the_argument(call: object, error: type[Exception], match: 
         ({"vocab_size": 0}, "vocab_size must be a positive int; got 0"),
         ({"vocab_size": V, "normalize": True}, "normalize must be False for a model that embeds token ids"),
         ({"freeze_embedding": True}, "freeze_embedding=True needs vocab_size"),
+        ({"bag": True}, "bag=True needs vocab_size"),
     ],
 )
 def test_config_validation(kwargs: dict[str, object], match: str) -> None:
@@ -195,3 +218,10 @@ def test_registered_and_vectors_checked() -> None:
         TokenEmbedding(5, 2).load_vectors(np.zeros((5, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="vectors must be a 2-D"):
         SequenceClassifier.from_embedding(np.zeros(5), hidden_size=2, num_classes=2)
+
+
+def test_streaming_a_bag_model_needs_its_own_state() -> None:
+    bag = SequenceClassifier(3, 5, 2, vocab_size=V, bag=True).eval()
+    plain = SequenceClassifier(3, 5, 2, vocab_size=V).eval()
+    with pytest.raises(ValueError, match="state must come from this model's initial_state"):
+        bag.step(torch.tensor([1, 2]), plain.initial_state(2))

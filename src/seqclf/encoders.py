@@ -41,12 +41,16 @@ class StreamState:
         steps: time steps read so far.
         summary: ``(batch, hidden_size)`` running sum (``readout="mean"``) or maximum
             (``readout="max"``) of the last layer's outputs; None for ``readout="last"``.
+        bag: ``(batch, embedding_dim)`` running sum of the token vectors read, for a
+            model that also reads a bag of words (``SequenceClassifier(..., bag=True)``);
+            None otherwise.
     """
 
     hidden: Tensor
     cell: Tensor | None
     steps: int
     summary: Tensor | None
+    bag: Tensor | None = None
 
 
 class RecurrentEncoder(nn.Module):
@@ -209,10 +213,9 @@ class RecurrentEncoder(nn.Module):
                 # the backward direction has read the whole sequence when it reaches t=0
                 return torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=1)  # (B, 2H)
             return last
-        valid = (_positions(out) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
         if self.readout == "mean":
-            total = out.masked_fill(~valid, 0.0).sum(dim=1)  # (B, D*H)
-            return total / lengths[:, None].to(out.dtype)
+            return mean_over_steps(out, lengths)  # (B, D*H)
+        valid = (_positions(out) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
         return out.masked_fill(~valid, float("-inf")).amax(dim=1)  # (B, D*H)
 
     def _readout_full(self, out: Tensor) -> Tensor:
@@ -403,6 +406,18 @@ def _tracing() -> bool:
 # traces through dynamo, which torch._dynamo.is_compiling reports
 _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 _is_exporting: Callable[[], bool] = getattr(torch.compiler, "is_exporting", None) or (lambda: False)
+
+
+def mean_over_steps(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """The mean ``(batch, features)`` of ``x`` ``(batch, time, features)`` over each sequence's valid steps.
+
+    ``lengths``: ``(batch,)`` int64 on ``x``'s device, each in ``[1, time]``; None: every
+    step is valid. The padding is masked, so whatever it holds is never read.
+    """
+    if lengths is None:
+        return x.mean(dim=1)
+    valid = (_positions(x) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+    return x.masked_fill(~valid, 0.0).sum(dim=1) / lengths[:, None].to(x.dtype)
 
 
 def _positions(x: Tensor) -> Tensor:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, get_args
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from ._checks import boolean, config_from_dict, fraction, one_of, positive_int
 from ._model_record import rebuild_model, rename_legacy_weights
 from .embedding import TokenEmbedding, check_ids
-from .encoders import Cell, Readout, RecurrentEncoder, StreamState, check_input, check_lengths, grad_mode
+from .encoders import (
+    Cell,
+    Readout,
+    RecurrentEncoder,
+    StreamState,
+    check_input,
+    check_lengths,
+    grad_mode,
+    mean_over_steps,
+)
 from .normalization import Standardize
 from .registry import register_model
 from .serialization import SerializableModel
@@ -39,6 +49,7 @@ class ModelConfig:
     normalize: bool = False
     vocab_size: int | None = None
     freeze_embedding: bool = False
+    bag: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_classes", "num_layers"):
@@ -51,6 +62,9 @@ class ModelConfig:
                     f"measurements to standardise; got normalize=True with vocab_size={self.vocab_size}"
                 )
         boolean("freeze_embedding", self.freeze_embedding)
+        boolean("bag", self.bag)
+        if self.bag and self.vocab_size is None:
+            raise ValueError("bag=True needs vocab_size (a model that embeds token ids); got vocab_size=None")
         if self.freeze_embedding and self.vocab_size is None:
             raise ValueError(
                 "freeze_embedding=True needs vocab_size (a model that embeds token ids); got vocab_size=None"
@@ -113,6 +127,10 @@ class SequenceClassifier(nn.Module, SerializableModel):
         vocab_size: read token ids in ``[0, vocab_size)`` and embed them (``input_size``
             is then the embedding's size); None: read float features.
         freeze_embedding: keep the embedding fixed in training (with ``vocab_size``).
+        bag: also read the text as a bag of words (with ``vocab_size``): the mean of its
+            token vectors over the valid steps, as fastText does, joined to the recurrent
+            readout before the head. The head then sees which words occur as directly as
+            their order.
 
     Examples:
         >>> model = SequenceClassifier(input_size=28, hidden_size=64, num_classes=10)
@@ -137,6 +155,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
         normalize: bool = False,
         vocab_size: int | None = None,
         freeze_embedding: bool = False,
+        bag: bool = False,
     ) -> None:
         super().__init__()
         self.config = ModelConfig(
@@ -151,6 +170,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             normalize=normalize,
             vocab_size=vocab_size,
             freeze_embedding=freeze_embedding,
+            bag=bag,
         )
         self.embedding: TokenEmbedding | None = None
         if self.config.vocab_size is not None:
@@ -227,7 +247,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
     @property
     def num_features(self) -> int:
         """Size of the sequence encoding returned by :meth:`forward_features`."""
-        return self.config.hidden_size * (2 if self.config.bidirectional else 1)
+        c = self.config
+        return c.hidden_size * (2 if c.bidirectional else 1) + (c.input_size if c.bag else 0)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Logits ``(batch, num_classes)`` for ``x`` ``(batch, time, input_size)`` (token ids ``(batch, time)``
@@ -248,7 +269,11 @@ class SequenceClassifier(nn.Module, SerializableModel):
             check_ids(x, self.embedding.vocab_size, lengths)
             if lengths is not None:
                 lengths = check_lengths(lengths, x)  # int64 on x.device
-            return self.encoder.encode(self.embedding.embed(x, lengths), lengths)  # (B, D*H)
+            vectors = self.embedding.embed(x, lengths)  # (B, T, E)
+            encoding = self.encoder.encode(vectors, lengths)  # (B, D*H)
+            if not self.config.bag:
+                return encoding
+            return torch.cat([encoding, mean_over_steps(vectors, lengths)], dim=1)  # (B, D*H + E)
         _refuse_ids(x)
         check_input(x, self.config.input_size)
         if lengths is not None:
@@ -286,7 +311,10 @@ class SequenceClassifier(nn.Module, SerializableModel):
             ValueError: the model is bidirectional (its backward direction starts at the
                 end of each sequence, which a stream has not reached).
         """
-        return self.encoder.initial_state(batch_size)
+        state = self.encoder.initial_state(batch_size)
+        if self.config.bag:
+            state = replace(state, bag=state.hidden.new_zeros((batch_size, self.config.input_size)))  # (B, E)
+        return state
 
     def step(self, x_t: Tensor, state: StreamState, *, grad: bool = False) -> tuple[Tensor, StreamState]:
         """Read one time step ``x_t`` ``(batch, input_size)``; return the logits so far and the new state.
@@ -320,14 +348,23 @@ class SequenceClassifier(nn.Module, SerializableModel):
                     f"got {tuple(x_t.shape)}"
                 )
             check_ids(x_t if not isinstance(x_t, Tensor) else x_t[:, None], self.embedding.vocab_size, name="x_t")
+            if self.config.bag and (state.bag is None or state.bag.shape != (batch, self.config.input_size)):
+                raise ValueError(
+                    "state must come from this model's initial_state() (it carries the bag of words' running sum); "
+                    f"got bag={None if state.bag is None else tuple(state.bag.shape)}"
+                )
             with grad_mode(grad):
                 x_t = self.embedding.embed(x_t[:, None], None)[:, 0]  # (B, E)
         self.encoder.check_step(x_t, state)
         with grad_mode(grad):
             if self.normalize is not None:
                 x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
-            features, state = self.encoder.step(x_t, state, grad=grad)  # (B, H)
-            return self.forward_head(features), state
+            features, new_state = self.encoder.step(x_t, state, grad=grad)  # (B, H)
+            if state.bag is not None and self.config.bag:
+                bag = state.bag + x_t  # (B, E)
+                new_state = replace(new_state, bag=bag)
+                features = torch.cat([features, bag / new_state.steps], dim=1)  # (B, H + E)
+            return self.forward_head(features), new_state
 
     def extra_repr(self) -> str:
         c = self.config
@@ -337,6 +374,7 @@ class SequenceClassifier(nn.Module, SerializableModel):
             f"bidirectional={c.bidirectional}, num_classes={c.num_classes}"
             + (", normalize=True" if c.normalize else "")
             + (f", vocab_size={c.vocab_size}" if c.vocab_size is not None else "")
+            + (", bag=True" if c.bag else "")
         )
 
 

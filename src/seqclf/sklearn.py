@@ -743,6 +743,8 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
         bidirectional: also read each text backwards.
         readout: ``"last"``, ``"mean"`` or ``"max"`` over the recurrent outputs.
+        bag: also read each text as a bag of words: the mean of its token vectors, joined
+            to the recurrent readout (``SequenceClassifier(..., bag=True)``).
         dropout: dropout before the head.
         max_length: tokens read from the start of each text (longer texts are cut).
         min_count: a word enters the vocabulary when seen at least this many times.
@@ -783,6 +785,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         cell: str = "gru",
         bidirectional: bool = True,
         readout: str = "max",
+        bag: bool = False,
         dropout: float = 0.0,
         max_length: int = 800,
         min_count: int = 2,
@@ -802,6 +805,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         self.cell = cell
         self.bidirectional = bidirectional
         self.readout = readout
+        self.bag = bag
         self.dropout = dropout
         self.max_length = max_length
         self.min_count = min_count
@@ -962,6 +966,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
             cell=self.cell,
             bidirectional=self.bidirectional,
             readout=self.readout,
+            bag=self.bag,
             dropout=self.dropout,
         )
 
