@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from seqclf.encoders import RecurrentEncoder, StreamState, check_input, check_lengths, grad_mode
+from seqclf.encoders import RecurrentEncoder, StreamState, check_input, check_lengths, grad_mode, mean_over_steps
 
 
 def test_an_encoder_is_the_recurrent_layers_and_a_readout_only() -> None:
@@ -100,3 +100,15 @@ def test_from_rnn_wraps_an_existing_module_without_initialising() -> None:
         RecurrentEncoder.from_rnn(torch.nn.RNN(3, 4, nonlinearity="relu", batch_first=True))
     with pytest.raises(TypeError, match=r"rnn must be a torch\.nn\.LSTM, GRU or RNN; got Linear"):
         RecurrentEncoder.from_rnn(torch.nn.Linear(3, 4))  # type: ignore[arg-type]
+
+
+def test_mean_over_steps_reads_only_the_valid_steps() -> None:
+    x = torch.randn(3, 5, 2)
+    lengths = torch.tensor([5, 1, 3])
+    junk = x.clone()
+    junk[1, 1:] = float("nan")
+    junk[2, 3:] = 1e6
+    means = mean_over_steps(junk, lengths)
+    expected = torch.stack([x[i, :n].mean(dim=0) for i, n in enumerate(lengths.tolist())])
+    torch.testing.assert_close(means, expected)
+    torch.testing.assert_close(mean_over_steps(x, None), x.mean(dim=1))

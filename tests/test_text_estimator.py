@@ -170,3 +170,4 @@ def test_the_text_page_runs_and_its_printed_labels_are_right(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "['good first' 'bad first']" and out[-1] == "['good first' 'bad first']"
     assert "True 100" in out
+    assert "torch.Size([2, 2]) 48" in out  # the bag of words adds input_size features

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ._checks import boolean, fraction, one_of, positive_int
 
-__all__ = ["RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode"]
+__all__ = ["RecurrentEncoder", "StreamState", "check_input", "check_lengths", "grad_mode", "mean_over_steps"]
 
 Cell = Literal["lstm", "gru", "rnn"]
 Readout = Literal["last", "mean", "max"]
