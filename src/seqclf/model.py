@@ -360,7 +360,8 @@ class SequenceClassifier(nn.Module, SerializableModel):
             if self.normalize is not None:
                 x_t = self.normalize(x_t[:, None])[:, 0]  # (B, F)
             features, new_state = self.encoder.step(x_t, state, grad=grad)  # (B, H)
-            if state.bag is not None and self.config.bag:
+            if self.config.bag:
+                assert state.bag is not None  # checked above with the ids
                 bag = state.bag + x_t  # (B, E)
                 new_state = replace(new_state, bag=bag)
                 features = torch.cat([features, bag / new_state.steps], dim=1)  # (B, H + E)
