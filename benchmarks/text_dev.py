@@ -1,7 +1,7 @@
 """Choosing the text estimator's defaults on development corpora that the text benchmark does not use.
 
 The defaults of :class:`seqclf.sklearn.TextClassifierEstimator` must work on a corpus they
-have not seen, so they are chosen here, on two corpora of different text lengths built
+have not seen, so they are chosen here, on three corpora of different text lengths built
 from Debian packages, and only then measured on BBC News (``benchmarks/text.py``):
 
 - ``fortunes``: short texts (a few dozen words). Debian's ``fortunes`` package
@@ -13,12 +13,19 @@ from Debian packages, and only then measured on BBC News (``benchmarks/text.py``
   1, 2, 3, 5, 7 and 8); the roff markup is stripped, as are the ``.TH`` title line (it
   names the section) and pages under 50 words; 100 pages of each section are drawn
   (seed 0).
+- ``packages``: texts of a paragraph or two (median about 60 words). The English
+  descriptions of Debian's packages (the ``Translation-en`` index that ``apt-get update -o
+  Acquire::Languages=en`` fetches), the archive section as the class (12 topical sections:
+  admin, database, editors, games, graphics, mail, math, net, science, sound, text, web;
+  a description shared by several packages is taken once, none under 20 words); 200
+  descriptions of each section are drawn (seed 0).
 
 Build the corpora once (they are written as ``DIR/<corpus>/<class>/<n>.txt``), then run::
 
+    apt-get update -o Acquire::Languages=en
     apt-get install fortunes
     python benchmarks/text_dev.py prepare --out DIR
-    python benchmarks/text_dev.py run --data-dir DIR --corpora fortunes manpages --seeds 3 > run.log
+    python benchmarks/text_dev.py run --data-dir DIR --corpora fortunes manpages packages --seeds 3 > run.log
     python benchmarks/text_dev.py summarise run.log
 
 (``summarise`` also joins the logs of runs split by corpus or candidate, and of a run
@@ -42,6 +49,7 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -61,7 +69,7 @@ MAN_SECTIONS = ("1", "2", "3", "5", "7", "8")
 # settings chosen on BBC News before this comparison, so that a gain can be traced.
 BBC_CHOSEN: dict[str, Any] = {
     "cell": "gru", "bidirectional": True, "readout": "max", "max_length": 400,
-    "min_epochs": 12, "lr": 5e-3, "embedding_dim": 64, "val_fraction": 0.0,
+    "min_epochs": 12, "lr": 5e-3, "embedding_dim": 64, "val_fraction": 0.0, "ngrams": 0,
 }
 CANDIDATES: dict[str, dict[str, Any]] = {
     "bbc-chosen": {},
@@ -80,6 +88,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # a few thousand texts), with the GRU and with the cheaper LSTM
     "len800-drop": {"max_length": 800, "dropout": 0.5},
     "len800-drop-lstm": {"max_length": 800, "dropout": 0.5, "cell": "lstm"},
+    # fourth round: a fastText-style bag of words and bigrams fitted beside the token model,
+    # the two models' probabilities averaged (ngrams=2); with the GRU, and cheaper forms of
+    # it (an LSTM, half the epochs, half the hidden units)
+    "ngrams": {"max_length": 800, "ngrams": 2},
+    "ngrams-lstm": {"max_length": 800, "ngrams": 2, "cell": "lstm"},
+    "ngrams-epochs6": {"max_length": 800, "ngrams": 2, "min_epochs": 6},
+    "ngrams-h32": {"max_length": 800, "ngrams": 2, "hidden_size": 32},
 }
 
 
@@ -123,8 +138,50 @@ def _manpages(rng: random.Random, per_class: int = 100, min_words: int = 50) -> 
     return corpus
 
 
+PACKAGE_SECTIONS = (
+    "admin", "database", "editors", "games", "graphics", "mail", "math", "net", "science", "sound", "text", "web",
+)
+
+
+def _paragraphs(text: str) -> list[dict[str, str]]:
+    """The fields of each paragraph of a Debian control file (continuation lines joined)."""
+    found = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in block.splitlines():
+            if line.startswith((" ", "\t")) and key:
+                fields[key] += "\n" + line[1:]
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        found.append(fields)
+    return found
+
+
+def _packages(rng: random.Random, per_class: int = 200, min_words: int = 20) -> dict[str, list[str]]:
+    """Debian package descriptions (the English long descriptions), the archive section as the class."""
+    sections = {
+        p["Description-md5"]: p["Section"].split("/")[-1]
+        for p in _paragraphs(subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True).stdout)
+        if "Description-md5" in p and "Section" in p
+    }
+    lists = sorted(Path("/var/lib/apt/lists").glob("*_main_i18n_Translation-en*"))
+    if not lists:
+        raise SystemExit("no Translation-en under /var/lib/apt/lists: run `apt-get update -o Acquire::Languages=en`")
+    texts: dict[str, set[str]] = collections.defaultdict(set)  # a set: split packages share one description
+    for path in lists:
+        helper = ["/usr/lib/apt/apt-helper", "cat-file", str(path)]
+        for p in _paragraphs(subprocess.run(helper, capture_output=True, text=True, check=True).stdout):
+            section = sections.get(p.get("Description-md5", ""))
+            text = p.get("Description-en", "").replace("\n.\n", "\n\n")
+            if section in PACKAGE_SECTIONS and len(text.split()) >= min_words:
+                texts[section].add(text)
+    return {s: rng.sample(sorted(texts[s]), min(per_class, len(texts[s]))) for s in PACKAGE_SECTIONS}
+
+
 def prepare(out: Path) -> None:
-    for name, build in (("fortunes", _fortunes), ("manpages", _manpages)):
+    for name, build in (("fortunes", _fortunes), ("manpages", _manpages), ("packages", _packages)):
         corpus = build(random.Random(0))
         for label, texts in corpus.items():
             folder = out / name / label
@@ -241,7 +298,7 @@ def main() -> None:
     prep.add_argument("--out", type=Path, required=True)
     go = sub.add_parser("run", help="compare the candidate settings")
     go.add_argument("--data-dir", type=Path, required=True)
-    go.add_argument("--corpora", nargs="+", default=["fortunes", "manpages"])
+    go.add_argument("--corpora", nargs="+", default=["fortunes", "manpages", "packages"])
     go.add_argument("--seeds", type=int, default=3)
     go.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     go.add_argument("--threads", type=int, default=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -103,14 +104,46 @@ def test_save_load_one_safe_file(fitted: TextClassifierEstimator, tmp_path: Path
         TextClassifierEstimator.load(tmp_path / "model.safetensors")
 
 
+def test_the_ngram_bag_beside_the_token_model_and_without_it(fitted: TextClassifierEstimator, tmp_path: Path) -> None:
+    texts, _ = keyword_task(30, 6)
+    assert isinstance(fitted.ngram_model_, seqclf.ngram_bag.NgramBag) and fitted.ngram_model_.ngrams == 2
+    x, lengths = fitted.encode(texts)
+    with torch.no_grad():
+        mean = (fitted.model_(x, lengths).softmax(1) + fitted.ngram_model_(x, lengths).softmax(1)) / 2
+    np.testing.assert_allclose(fitted.predict_proba(texts), mean.double().numpy(), atol=1e-6)
+    alone = TextClassifierEstimator(**{**QUICK, "ngrams": 0}).fit(*keyword_task(60, 7))
+    assert alone.ngram_model_ is None and alone.inference_model() is alone.model_
+    with torch.no_grad():
+        expected = alone.model_(*alone.encode(texts)).softmax(1).double().numpy()
+    np.testing.assert_allclose(alone.predict_proba(texts), expected, atol=1e-6)
+    # a file written before the n-gram bag existed: no ``ngrams`` among its hyperparameters
+    path = alone.save(tmp_path / "old.safetensors")
+    tensors, metadata = seqclf.serialization.load_safetensors(path)
+    params = json.loads(metadata["params"])
+    del params["ngrams"]
+    seqclf.serialization.save_safetensors(
+        tensors, tmp_path / "older.safetensors", metadata={**metadata, "params": json.dumps(params)}
+    )
+    older = TextClassifierEstimator.load(tmp_path / "older.safetensors")
+    assert older.ngrams == 0 and older.ngram_model_ is None
+    np.testing.assert_array_equal(older.predict_proba(texts), alone.predict_proba(texts))
+
+
+@pytest.mark.parametrize("ngrams", [-1, 1.5, True])
+def test_a_bad_ngrams_is_refused_before_training(ngrams: object) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"ngrams must be an int >= 0 (0: no n-gram bag); got {ngrams!r}")):
+        TextClassifierEstimator(**{**QUICK, "ngrams": ngrams, "min_steps": 10**9}).fit(*keyword_task(20, 8))
+
+
 def test_integer_labels_and_exported_model_through_onnx_runtime(fitted: TextClassifierEstimator, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime", reason="the ONNX test needs onnxruntime (seqclf[onnx])")
     texts, _ = keyword_task(30, 4)
-    path = seqclf.export.to_onnx(fitted.model_, tmp_path / "text.onnx")
+    path = seqclf.export.to_onnx(fitted, tmp_path / "text.onnx")  # both models: the token model and the bag
     session = ort.InferenceSession(str(path))
     ids, lengths = fitted.encode(texts)  # the tokenisation step, beside the exported model
-    (logits,) = session.run(None, {"x": ids.numpy(), "lengths": lengths.numpy()})
-    np.testing.assert_array_equal(fitted.classes_[logits.argmax(axis=1)], fitted.predict(texts))
+    (proba,) = session.run(None, {"x": ids.numpy(), "lengths": lengths.numpy()})
+    np.testing.assert_allclose(proba, fitted.predict_proba(texts), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(fitted.classes_[proba.argmax(axis=1)], fitted.predict(texts))
 
 
 def test_any_labels(one_thread: None) -> None:
@@ -131,7 +164,8 @@ def test_verbose_lines_history_and_silence_by_default(
         TextClassifierEstimator(**QUICK, verbose=1).fit(texts, labels)
     lines = [r.getMessage() for r in caplog.records if r.name == "seqclf.sklearn"]
     assert lines[0].startswith("fitting on 40 texts (up to ")
-    assert lines[1].startswith("epoch 1/") and lines[-1].startswith("fit done (")
+    assert lines[1].startswith("epoch 1/") and lines[-2].startswith("fit done (")
+    assert lines[-1] == "fitted a bag of words and 2-grams beside the token model"  # ngrams=2, the default
     TextClassifierEstimator(**QUICK, verbose=2).fit(texts, labels)
     assert "epoch 1/" in capsys.readouterr().err  # the progress bar
 

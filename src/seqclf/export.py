@@ -146,7 +146,8 @@ def _estimator_to_onnx(estimator: Any, path: Path, *, overwrite: bool, opset_ver
         kinds = sorted({type(label).__name__ for label in classes})
         raise TypeError(f"model.classes_ must be str, int, float or bool labels to be exported; got {kinds}")
     onnx = _import_onnx()
-    model = copy.deepcopy(estimator.model_).to("cpu").eval()
+    predictor = estimator.inference_model() if kind == "TextClassifierEstimator" else estimator.model_
+    model = copy.deepcopy(predictor).to("cpu").eval()
     # a full-length example: the graph must not depend on it (nothing branches on lengths)
     lengths = torch.full((2,), 3, dtype=torch.int64)
     if kind == "TextClassifierEstimator":

@@ -40,6 +40,7 @@ except ImportError as error:  # pragma: no cover - the test environment has scik
     ) from error
 
 from ._checks import positive_int
+from ._ensemble import ProbabilityMean
 from ._files import CheckpointError, read_file
 from ._formats import ESTIMATOR_FORMAT, container_of
 from ._inference import batch_logits, model_source
@@ -47,6 +48,7 @@ from .batching import LengthBucketing
 from .callbacks import Callback, EarlyStopping
 from .data import TensorSource, _from_numpy, _nan_padding_lengths, channels_last, pad_sequences
 from .history import History, Record
+from .ngram_bag import NgramBag, fit_ngram_bag
 from .progress import ProgressBar
 from .recipes import SMALL_DATA, SmallDataRecipe
 from .registry import create_model, model_entry
@@ -80,6 +82,7 @@ _PLAIN = (str, int, float, bool, type(None))
 _TEXT_FORMAT = "seqclf-text-estimator"
 """The ``format`` entry of a file written by :meth:`TextClassifierEstimator.save`."""
 _TEXT_FORMAT_VERSION = "1"
+_NGRAM_PREFIX = "ngram_model."  # the n-gram bag's weights in a text estimator's file
 
 
 class SequenceClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -745,6 +748,10 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         readout: ``"last"``, ``"mean"`` or ``"max"`` over the recurrent outputs.
         bag: also read each text as a bag of words: the mean of its token vectors, joined
             to the recurrent readout (``SequenceClassifier(..., bag=True)``).
+        ngrams: beside the token model, also fit a fastText-style bag of words and
+            n-grams of up to ``ngrams`` words (:class:`~seqclf.ngram_bag.NgramBag`, vectors
+            of ``embedding_dim``) on the same tokens, and average the two models'
+            probabilities; 0: the token model alone.
         dropout: dropout before the head.
         max_length: tokens read from the start of each text (longer texts are cut).
         min_count: a word enters the vocabulary when seen at least this many times.
@@ -766,6 +773,8 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         classes_: the sorted class labels seen by ``fit``; ``predict_proba``'s columns.
         vocabulary_: the fitted :class:`~seqclf.vocabulary.Vocabulary`.
         model_: the fitted :class:`~seqclf.SequenceClassifier` (in eval mode).
+        ngram_model_: the fitted :class:`~seqclf.ngram_bag.NgramBag` (in eval mode), or None
+            with ``ngrams=0``. :meth:`inference_model` joins the two.
         history_: the fit's :class:`~seqclf.History`, one record per epoch.
         best_epoch_: the ``epoch`` of ``history_`` whose weights ``model_`` holds.
 
@@ -786,6 +795,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         bidirectional: bool = True,
         readout: str = "max",
         bag: bool = False,
+        ngrams: int = 2,
         dropout: float = 0.0,
         max_length: int = 800,
         min_count: int = 2,
@@ -806,6 +816,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         self.bidirectional = bidirectional
         self.readout = readout
         self.bag = bag
+        self.ngrams = ngrams
         self.dropout = dropout
         self.max_length = max_length
         self.min_count = min_count
@@ -847,6 +858,7 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
                 )
             torch.manual_seed(seed)
             model = self._build_model(len(vocabulary), len(classes))
+            bag = self._build_ngram_model(len(vocabulary), len(classes))
             recipe = SmallDataRecipe(
                 batch_size=min(positive_int("batch_size", self.batch_size), len(x)),
                 min_steps=positive_int("min_steps", self.min_steps),
@@ -868,7 +880,19 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
             history, best_epoch = _outcome(trainer)
             if verbose:
                 logger.info("%s", _kept_line(history, best_epoch, trainer.epochs))
+            if bag is not None:
+                bag = fit_ngram_bag(
+                    bag.to(resolve_device(self.device)),
+                    x,
+                    lengths,
+                    torch.from_numpy(y_index.astype(np.int64)),
+                    batch_size=recipe.batch_size,
+                    seed=seed,
+                )
+                if verbose:
+                    logger.info("fitted a bag of words and %d-grams beside the token model", self.ngrams)
         self.model_ = model.eval()
+        self.ngram_model_ = bag
         self.history_ = history
         self.best_epoch_ = best_epoch
         self.classes_ = classes
@@ -881,8 +905,21 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
         x, lengths = self.encode(X)
         device = next(p.device for p in self.model_.parameters())
         source = model_source(self.model_, (x, lengths), device, name="X", labelled=False)  # the trainer's path
-        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(self.model_, source, device, 1024)]
+        model = self.inference_model()
+        proba = [logits.softmax(dim=1).cpu() for _, logits in batch_logits(model, source, device, 1024)]
         return torch.cat(proba).double().numpy()  # (N, C)
+
+    def inference_model(self) -> nn.Module:
+        """The fitted model that predicts: ids and lengths in (as :meth:`encode` gives them), logits out.
+
+        ``model_`` alone, or with ``ngrams`` a model that averages the probabilities of
+        ``model_`` and ``ngram_model_`` (its logits are the log of that mean). This is
+        what :func:`seqclf.export.to_onnx` exports.
+        """
+        check_is_fitted(self)
+        if self.ngram_model_ is None:
+            return self.model_
+        return ProbabilityMean(self.model_, self.ngram_model_).eval()
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable label of each text, as in ``classes_`` (e.g. strings)."""
@@ -920,7 +957,10 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
             **plain,
             "vocabulary": json.dumps(self.vocabulary_.to_dict()),
         }
-        save_safetensors(self.model_.state_dict(), path, metadata=metadata, overwrite=overwrite)
+        weights = dict(self.model_.state_dict())
+        if self.ngram_model_ is not None:
+            weights.update({_NGRAM_PREFIX + k: v for k, v in self.ngram_model_.state_dict().items()})
+        save_safetensors(weights, path, metadata=metadata, overwrite=overwrite)
         return Path(path)
 
     @classmethod
@@ -940,17 +980,24 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
                 f"version {metadata.get('format_version')!r}"
             )
         try:
-            estimator = cls(**json.loads(metadata["params"]))
+            # files written before the n-gram bag existed hold the token model alone
+            estimator = cls(**{"ngrams": 0, **json.loads(metadata["params"])})
             classes = np.asarray(json.loads(metadata["classes"]), dtype=np.dtype(metadata["classes_dtype"]))
             vocabulary = Vocabulary.from_dict(json.loads(metadata["vocabulary"]))
             model = estimator._build_model(len(vocabulary), len(classes))
-            model.load_state_dict(tensors)
+            model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(_NGRAM_PREFIX)})
+            bag = estimator._build_ngram_model(len(vocabulary), len(classes))
+            if bag is not None:
+                prefix = _NGRAM_PREFIX
+                bag.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise SerializationError(
                 f"{where} must hold the hyperparameters, classes, vocabulary and weights of a fitted "
                 f"{cls.__name__}; got {type(error).__name__}: {error}"
             ) from error
-        estimator.model_ = model.to(resolve_device(estimator.device)).eval()
+        device = resolve_device(estimator.device)
+        estimator.model_ = model.to(device).eval()
+        estimator.ngram_model_ = None if bag is None else bag.to(device).eval()
         estimator.classes_ = classes
         estimator.vocabulary_ = vocabulary
         return estimator
@@ -969,6 +1016,14 @@ class TextClassifierEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[m
             bag=self.bag,
             dropout=self.dropout,
         )
+
+    def _build_ngram_model(self, vocab_size: int, n_classes: int) -> NgramBag | None:
+        ngrams = self.ngrams
+        if isinstance(ngrams, bool) or not isinstance(ngrams, (int, np.integer)) or ngrams < 0:
+            raise ValueError(f"ngrams must be an int >= 0 (0: no n-gram bag); got {ngrams!r}")
+        if ngrams == 0:
+            return None
+        return NgramBag(vocab_size, n_classes, embedding_dim=self.embedding_dim, ngrams=int(ngrams))
 
     def _vectorizer(self) -> Any:
         """The scikit-learn vectorizer whose analyzer tokenises (its settings go into an ONNX file too)."""
