@@ -183,12 +183,13 @@ def test_streaming_is_refused_with_what_to_do_instead() -> None:
 
 
 def test_the_estimator_learns_a_real_ucr_development_set_with_it(one_thread: None) -> None:
-    """GunPoint (UCR, bundled with aeon): 50 training, 150 test series of 150 steps.
+    """ItalyPowerDemand (UCR, bundled with aeon): 67 training, 1,029 test series of 24 steps.
 
-    Measured with ``benchmarks/ucr_archive.py`` (docs/benchmarks.md), ``"inception_time_small"``
-    with the estimator's ``SMALL_DATA`` recipe (the estimator's default model until ``"rocket"``)
-    reaches 0.987 on each of seeds 0, 1 and 2
-    (148 of 150); 0.95 leaves room for five more misses on another machine's arithmetic.
+    ``"inception_time_small"`` with the estimator's ``SMALL_DATA`` recipe (the estimator's
+    default model until ``"rocket"``) scored 0.969, 0.971, 0.966, 0.971 and 0.972 with seeds
+    0-4 (measured on one thread, about 20 s a fit; InceptionTime's published figure is
+    0.966); 0.95 leaves room for 16 more misses on another machine's arithmetic. (GunPoint,
+    which this test read before, took three times as long for the same check.)
     """
     aeon_datasets = pytest.importorskip("aeon.datasets", reason="aeon (a test dependency) bundles the UCR data")
     pytest.importorskip("sklearn", reason="the estimator needs scikit-learn")
@@ -196,8 +197,8 @@ def test_the_estimator_learns_a_real_ucr_development_set_with_it(one_thread: Non
 
     from seqclf.sklearn import SequenceClassifierEstimator
 
-    x_train, y_train = aeon_datasets.load_classification("GunPoint", split="train")  # (50, 1, 150)
-    x_test, y_test = aeon_datasets.load_classification("GunPoint", split="test")
+    x_train, y_train = aeon_datasets.load_classification("ItalyPowerDemand", split="train")  # (67, 1, 24)
+    x_test, y_test = aeon_datasets.load_classification("ItalyPowerDemand", split="test")
     clf = SequenceClassifierEstimator(model="inception_time_small", random_state=0, device="cpu").fit(x_train, y_train)
     assert isinstance(clf.model_, InceptionTime)
     assert float(np.mean(clf.predict(x_test) == y_test)) >= 0.95
