@@ -48,7 +48,7 @@ class NgramBag(nn.Module):
         self.ngrams = positive_int("ngrams", ngrams)
         self.buckets = positive_int("buckets", buckets) if ngrams > 1 else 0
         dim = positive_int("embedding_dim", embedding_dim)
-        self.embedding = nn.Embedding(self.vocab_size + self.buckets, dim, sparse=True)  # sparse rows: fast steps
+        self.embedding = nn.Embedding(self.vocab_size + self.buckets, dim)  # the table; forward sums its rows
         self.head = nn.Linear(dim, positive_int("num_classes", num_classes))
         nn.init.uniform_(self.embedding.weight, -1 / dim, 1 / dim)  # fastText's initialisation
         nn.init.zeros_(self.head.weight)
@@ -72,7 +72,12 @@ class NgramBag(nn.Module):
         ids, valid = self.bag_ids(x, lengths)
         ids = ids.masked_fill(~valid, 0)  # padding reads row 0, then weighs nothing
         weights = valid.to(self.embedding.weight.dtype)
-        total = torch.bmm(weights[:, None, :], self.embedding(ids)).squeeze(1)  # (B, D)
+        if torch.onnx.is_in_onnx_export():  # the same sum as one product: ONNX has no plain bag op
+            total = torch.bmm(weights[:, None, :], self.embedding(ids)).squeeze(1)  # (B, D)
+        else:  # no (B, L, D) tensor in between, and sparse row gradients
+            total = nn.functional.embedding_bag(
+                ids, self.embedding.weight, mode="sum", per_sample_weights=weights, sparse=True
+            )
         mean = total / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
         logits: Tensor = self.head(mean)
         return logits
