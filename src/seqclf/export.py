@@ -146,20 +146,20 @@ def _estimator_to_onnx(estimator: Any, path: Path, *, overwrite: bool, opset_ver
         kinds = sorted({type(label).__name__ for label in classes})
         raise TypeError(f"model.classes_ must be str, int, float or bool labels to be exported; got {kinds}")
     onnx = _import_onnx()
-    predictor = estimator.inference_model() if kind == "TextClassifierEstimator" else estimator.model_
-    model = copy.deepcopy(predictor).to("cpu").eval()
     # a full-length example: the graph must not depend on it (nothing branches on lengths)
     lengths = torch.full((2,), 3, dtype=torch.int64)
     if kind == "TextClassifierEstimator":
+        predictor = estimator.inference_model()  # the token model, with the n-gram bag when it has one
         layout, x, time_axis = None, torch.zeros(2, 3, dtype=torch.int64), 1  # token ids (B, T)
         inputs = _tokenisation(estimator)
     else:
+        predictor = estimator.model_
         layout = "ntc" if estimator.layout == "ntc" else "nct"
         n_features = int(estimator.n_features_in_)
         time_axis = 2 if layout == "nct" else 1
         x = torch.zeros((2, n_features, 3) if layout == "nct" else (2, 3, n_features), dtype=torch.float64)
         inputs = {"layout": layout, "n_features_in": str(n_features)}
-    graph = _EstimatorGraph(model, layout)
+    graph = _EstimatorGraph(copy.deepcopy(predictor).to("cpu").eval(), layout)
     metadata = {"kind": kind, "classes": json.dumps(classes), **inputs}
 
     def export(temporary: Path) -> None:

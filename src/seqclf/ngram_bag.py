@@ -112,7 +112,7 @@ def fit_ngram_bag(
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for epoch in range(epochs):
-        total = 0.0
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         order = torch.randperm(len(x), generator=generator)
         for chunk in (order[i : i + batch_size] for i in range(0, len(x), batch_size)):
             width = int(lengths[chunk].max())  # the batch's longest text: no step reads only padding
@@ -124,6 +124,6 @@ def fit_ngram_bag(
             with torch.sparse.check_sparse_tensor_invariants(enable=False):  # type: ignore[no-untyped-call]
                 optimizer.step()
             schedule.step()
-            total += float(loss.detach()) * len(chunk)
-        logger.debug("n-gram bag epoch %d: train loss %.4f", epoch, total / len(x))
+            total += loss.detach() * len(chunk)
+        logger.debug("n-gram bag epoch %d: train loss %.4f", epoch, float(total) / len(x))
     return model.eval()
